@@ -1,0 +1,106 @@
+# packer - build, test, install. See README.md.
+#
+#   make             libpacker (static + shared), the packer CLI, the Lua module
+#   make demo        install missing deps, build, run packer on examples/demo
+#   make test        busted specs + C tests; ends with "N passed, N failed"
+#   make test-sanitize   the same under ASan+UBSan, threaded tests under TSan
+#   make bench       benchmarks (not tests); figures go in README
+#   make install PREFIX=/usr/local
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+PKGS     = lua5.4 libcjson libxxhash
+DEPS_OK := $(shell pkg-config --exists $(PKGS) readline 2>/dev/null && echo yes)
+
+OPT     ?= -O2 -g
+SAN     ?=
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -fPIC $(OPT) $(SAN) -pthread \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
+           -DPACKER_SRC_LUA_DIR='"$(CURDIR)/lua"'
+LDFLAGS += $(SAN) -pthread
+LIBS     = $(shell pkg-config --libs libcjson libxxhash 2>/dev/null)
+LUALIB   = $(shell pkg-config --libs lua5.4 2>/dev/null)
+RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
+
+LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
+           response project registry reads
+LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o)
+CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
+           $(BUILD)/obj/lua_packer.o
+C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
+EXAMPLES = $(BUILD)/examples/host
+
+SOVERSION = 0
+TARGETS  = $(BUILD)/libpacker.a $(BUILD)/libpacker.so $(BUILD)/packer $(BUILD)/lua/packer.so
+
+.PHONY: all deps demo test test-c test-lua test-sanitize bench install clean fuzz
+all: $(TARGETS) $(EXAMPLES)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libpacker.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libpacker.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libpacker.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/packer: $(CLI_OBJ) $(BUILD)/libpacker.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libpacker.a $(LIBS) $(LUALIB) $(RLLIB) -lm
+
+# The Lua module takes its Lua symbols from the interpreter that loads it.
+$(BUILD)/lua/packer.so: $(BUILD)/obj/lua_packer.o $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS) -lm
+
+$(BUILD)/tests/%: spec/c/%.c spec/c/check.h $(BUILD)/libpacker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+
+$(BUILD)/examples/host: examples/host/host.c $(BUILD)/libpacker.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+
+demo:
+	@sh scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo.sh $(BUILD)
+
+test: all $(C_TESTS)
+	@sh scripts/run-tests.sh $(BUILD)
+
+test-sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" all \
+	    $(patsubst $(BUILD)/%,build-asan/%,$(C_TESTS))
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    PACKER_SANITIZE=asan sh scripts/run-tests.sh build-asan
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" \
+	    build-tsan/libpacker.a $(patsubst $(BUILD)/%,build-tsan/%,$(C_TESTS))
+	@TSAN_OPTIONS=halt_on_error=1 PACKER_SANITIZE=tsan sh scripts/run-tests.sh build-tsan c
+
+bench: all
+	@sh scripts/bench.sh $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 \
+	    $(DESTDIR)$(PREFIX)/share/packer/lua/packer
+	install -m 644 src/packer.h $(DESTDIR)$(PREFIX)/include/packer.h
+	install -m 644 $(BUILD)/libpacker.a $(DESTDIR)$(PREFIX)/lib/libpacker.a
+	install -m 755 $(BUILD)/libpacker.so $(DESTDIR)$(PREFIX)/lib/libpacker.so.$(SOVERSION)
+	ln -sf libpacker.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libpacker.so
+	install -m 755 $(BUILD)/packer $(DESTDIR)$(PREFIX)/bin/packer
+	install -m 755 $(BUILD)/lua/packer.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/packer.so
+	install -m 644 lua/packer/*.lua $(DESTDIR)$(PREFIX)/share/packer/lua/packer/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|0.1.0|' packer.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/packer.pc
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,41 @@
+/*
+ * check.h - the tiny assertion kit shared by the C tests in spec/c/.
+ *
+ * CHECK(cond) records a pass or a failure (with file:line) and goes on;
+ * REQUIRE(cond) also returns from the test function. Each test program
+ * ends with CHECK_DONE(), which prints "N passed, N failed" and sets the
+ * exit status; scripts/run-tests.sh adds the lines up.
+ */
+#ifndef PACKER_CHECK_H
+#define PACKER_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_passed, check_failed;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            check_passed++;                                                           \
+        } else {                                                                      \
+            check_failed++;                                                           \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                             \
+    } while (0)
+
+#define REQUIRE(cond)          \
+    do {                       \
+        int ok_ = !!(cond);    \
+        CHECK(ok_ && (cond));  \
+        if (!ok_)              \
+            return;            \
+    } while (0)
+
+#define CHECK_DONE()                                                  \
+    do {                                                              \
+        printf("%d passed, %d failed\n", check_passed, check_failed); \
+        return check_failed ? 1 : 0;                                  \
+    } while (0)
+
+#endif

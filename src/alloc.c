@@ -1,0 +1,111 @@
+/*
+ * alloc.c - the one allocator of libpacker, and the fault-injection hook.
+ *
+ * Every allocation (ours and cJSON's, through cJSON_InitHooks) goes through
+ * pk_malloc so that tests can fail the Nth one, as SQLite does. The same
+ * counter serves the I/O wrappers in fsio.c (writes, fsyncs, renames).
+ * The wrappers are plain malloc/free underneath, so memory allocated here
+ * may be released with free() and the reverse.
+ *
+ * Threads: any. The counter is atomic; arming is meant for tests that
+ * drive one operation at a time.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static atomic_int fault_kinds;
+static atomic_long fault_left; /* > 0: armed */
+static atomic_long fault_seen;
+
+void pk_fault_arm(int kinds, long n)
+{
+    atomic_store(&fault_kinds, n > 0 ? kinds : 0);
+    atomic_store(&fault_left, n);
+    atomic_store(&fault_seen, 0);
+}
+
+bool pk_fault_hit(int kind)
+{
+    if (!(atomic_load_explicit(&fault_kinds, memory_order_relaxed) & kind))
+        return false;
+    atomic_fetch_add(&fault_seen, 1);
+    return atomic_fetch_sub(&fault_left, 1) == 1;
+}
+
+long pk_fault_count(void)
+{
+    return atomic_load(&fault_seen);
+}
+
+void *pk_malloc(size_t n)
+{
+    if (pk_fault_hit(FAULT_ALLOC))
+        return NULL;
+    return malloc(n ? n : 1);
+}
+
+void *pk_calloc(size_t n, size_t size)
+{
+    if (pk_fault_hit(FAULT_ALLOC))
+        return NULL;
+    return calloc(n ? n : 1, size ? size : 1);
+}
+
+void *pk_realloc(void *p, size_t n)
+{
+    if (pk_fault_hit(FAULT_ALLOC))
+        return NULL;
+    return realloc(p, n ? n : 1);
+}
+
+void pk_free(void *p)
+{
+    free(p);
+}
+
+char *pk_strndup(const char *s, size_t n)
+{
+    char *d = pk_malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
+char *pk_strdup(const char *s)
+{
+    return s ? pk_strndup(s, strlen(s)) : NULL;
+}
+
+char *pk_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return NULL;
+    char *s = pk_malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void packer_free(void *ptr)
+{
+    free(ptr);
+}
+
+/* cJSON allocates through us so that injected faults reach it too. */
+__attribute__((constructor)) static void alloc_hook_cjson(void)
+{
+    cJSON_Hooks h = {pk_malloc, pk_free};
+    cJSON_InitHooks(&h);
+}

@@ -1,0 +1,19 @@
+/*
+ * cli.h - shared by the CLI's files (cli.c, cli_print.c, cli_repl.c).
+ */
+#ifndef PACKER_CLI_H
+#define PACKER_CLI_H
+
+#include <cjson/cJSON.h>
+
+#include "packer.h"
+
+/* Human renderings of successful read responses (stdout). */
+void cli_print_list(const cJSON *root);
+void cli_print_details(const cJSON *root);
+void cli_print_status(const cJSON *root);
+
+/* Interactive Lua prompt over an open project; 0 on a clean exit. */
+int cli_repl(const char *root);
+
+#endif

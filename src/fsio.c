@@ -1,0 +1,212 @@
+/*
+ * fsio.c - file I/O, and the one durable-write path of libpacker.
+ *
+ * io_write_atomic() is how every packer-owned file changes: a temp file in
+ * the same directory, write, fsync, rename over the target, fsync the
+ * directory. A crash at any instant leaves the old file or the new one.
+ * Writes, fsyncs and renames pass the fault-injection hook (alloc.c) so
+ * tests can fail each of them in turn.
+ *
+ * Threads: any; nothing here keeps state but a temp-name counter.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static atomic_ulong tmp_counter;
+
+int io_read_file(const char *path, char **out, size_t *len)
+{
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pk_err_errno("cannot open", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        int rc = pk_err_errno("cannot stat", path);
+        close(fd);
+        return rc;
+    }
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char *buf = pk_malloc(cap);
+    if (!buf) {
+        close(fd);
+        return pk_err(PACKER_ENOMEM, "%s: out of memory", path);
+    }
+    for (;;) {
+        if (n + 1 >= cap) {
+            char *nb = pk_realloc(buf, cap * 2);
+            if (!nb) {
+                pk_free(buf);
+                close(fd);
+                return pk_err(PACKER_ENOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int rc = pk_err_errno("cannot read", path);
+            pk_free(buf);
+            close(fd);
+            return rc;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+static int write_all(int fd, const char *buf, size_t len, const char *path)
+{
+    while (len > 0) {
+        if (pk_fault_hit(FAULT_WRITE)) {
+            errno = EIO;
+            return pk_err_errno("cannot write", path);
+        }
+        ssize_t w = write(fd, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return pk_err_errno("cannot write", path);
+        buf += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+static int fsync_fd(int fd, const char *path)
+{
+    if (pk_fault_hit(FAULT_FSYNC)) {
+        errno = EIO;
+        return pk_err_errno("cannot fsync", path);
+    }
+    if (fsync(fd) < 0)
+        return pk_err_errno("cannot fsync", path);
+    return 0;
+}
+
+int io_fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return pk_err_errno("cannot open directory", dir);
+    int rc = fsync_fd(fd, dir);
+    close(fd);
+    return rc;
+}
+
+static char *dir_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return pk_strdup(".");
+    if (slash == path)
+        return pk_strdup("/");
+    return pk_strndup(path, (size_t)(slash - path));
+}
+
+int io_write_atomic(const char *path, const void *buf, size_t len)
+{
+    char *tmp = pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(),
+                            atomic_fetch_add(&tmp_counter, 1));
+    char *dir = dir_of(path);
+    int rc = 0;
+    if (!tmp || !dir) {
+        rc = pk_err(PACKER_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = pk_err_errno("cannot create", tmp);
+        goto out;
+    }
+    rc = write_all(fd, buf, len, path);
+    if (rc == 0)
+        rc = fsync_fd(fd, path);
+    if (close(fd) < 0 && rc == 0)
+        rc = pk_err_errno("cannot close", path);
+    if (rc == 0 && pk_fault_hit(FAULT_RENAME)) {
+        errno = EIO;
+        rc = pk_err_errno("cannot rename into place", path);
+    }
+    if (rc == 0 && rename(tmp, path) < 0)
+        rc = pk_err_errno("cannot rename into place", path);
+    if (rc != 0) {
+        unlink(tmp);
+        goto out;
+    }
+    rc = io_fsync_dir(dir);
+out:
+    pk_free(tmp);
+    pk_free(dir);
+    return rc;
+}
+
+int io_unlink_durable(const char *path)
+{
+    if (unlink(path) < 0 && errno != ENOENT)
+        return pk_err_errno("cannot remove", path);
+    char *dir = dir_of(path);
+    if (!dir)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = io_fsync_dir(dir);
+    pk_free(dir);
+    return rc;
+}
+
+int io_mkdirs(const char *path)
+{
+    char *p = pk_strdup(path);
+    if (!p)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char c = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+                int rc = pk_err_errno("cannot create directory", p);
+                pk_free(p);
+                return rc;
+            }
+            *s = c;
+            if (c == '\0')
+                break;
+        }
+    }
+    pk_free(p);
+    return 0;
+}
+
+bool io_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool io_is_file(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *io_join(const char *a, const char *b)
+{
+    if (!b || !*b || strcmp(b, ".") == 0)
+        return pk_strdup(a);
+    return pk_asprintf("%s/%s", a, b);
+}

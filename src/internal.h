@@ -1,0 +1,336 @@
+/*
+ * internal.h - declarations shared by libpacker's subsystems; not installed.
+ *
+ * Each block below belongs to one file in src/ (named in its heading) and
+ * uses that file's prefix. Nothing here is part of the public API.
+ */
+#ifndef PACKER_INTERNAL_H
+#define PACKER_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "packer.h"
+
+/* ---- alloc.c: the one allocator, with fault injection ------------------ */
+
+/* Fault kinds counted by the injection hook (SQLite-style): when armed
+ * with n, the n-th counted operation of a matching kind fails. */
+enum {
+    FAULT_ALLOC = 1,
+    FAULT_WRITE = 2,
+    FAULT_FSYNC = 4,
+    FAULT_RENAME = 8,
+    FAULT_ALL = 15
+};
+
+void *pk_malloc(size_t n);
+void *pk_calloc(size_t n, size_t size);
+void *pk_realloc(void *p, size_t n);
+char *pk_strdup(const char *s);
+char *pk_strndup(const char *s, size_t n);
+void pk_free(void *p);
+/* printf into a fresh string; NULL when out of memory. */
+char *pk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Arm: the nth (1-based) counted operation among `kinds` fails. n = 0
+ * disarms. Process-wide; meant for tests (spec/c/test_fault.c). */
+void pk_fault_arm(int kinds, long n);
+/* True when the current operation of `kind` must fail (consumes a count). */
+bool pk_fault_hit(int kind);
+/* How many counted operations ran since arming (to size the N loop). */
+long pk_fault_count(void);
+
+/* ---- error.c: thread-local detailed messages -------------------------- */
+
+/* Record a detailed message for packer_last_error() and return code. */
+int pk_err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Map errno of a failed syscall on `path` to a PACKER_E* with a message. */
+int pk_err_errno(const char *what, const char *path);
+
+/* ---- fsio.c: the one durable-write path ------------------------------- */
+
+/* Read a whole file (NUL-terminated). PACKER_ENOTFOUND when absent. */
+int io_read_file(const char *path, char **out, size_t *len);
+/* Durably replace `path` with buf: temp file in the same directory, write,
+ * fsync, rename over path, fsync the directory. Old or new, never a mix. */
+int io_write_atomic(const char *path, const void *buf, size_t len);
+/* Unlink (absent is fine) and fsync the directory. */
+int io_unlink_durable(const char *path);
+int io_fsync_dir(const char *dir);
+/* mkdir -p; existing directories are fine. */
+int io_mkdirs(const char *path);
+bool io_is_dir(const char *path);
+bool io_is_file(const char *path);
+/* Join two path parts with '/'. NULL when out of memory. */
+char *io_join(const char *a, const char *b);
+
+/* ---- json.c: the one JSON reader and canonical writer ----------------- */
+
+/* Parse file `path`; errors name `display` (workspace-relative) with
+ * line:column. PACKER_ENOTFOUND when the file is absent. */
+int json_load_file(const char *path, const char *display, cJSON **out);
+/* Parse text; on error set the message "display:line:col: ...". */
+int json_parse_text(const char *text, size_t len, const char *display, cJSON **out);
+/* Error about field `key` of `display`, positioned where the key first
+ * appears in `text` (line:col), or without position when not found. */
+int json_field_err(const char *display, const char *text, const char *key, const char *fmt,
+                   ...) __attribute__((format(printf, 4, 5)));
+/* Canonical text: keys sorted, 2-space indent when pretty, trailing
+ * newline when pretty. Sorts `item` in place. Caller frees (pk_free). */
+char *json_canonical(cJSON *item, bool pretty);
+/* cJSON helpers that respect fault injection and return NULL on ENOMEM. */
+cJSON *json_add_str(cJSON *obj, const char *key, const char *val);
+cJSON *json_str_array(const char *const *v, size_t n);
+const char *json_get_str(const cJSON *obj, const char *key);
+
+/* ---- hash.c: XXH3 content hashes -------------------------------------- */
+
+#define HASH_HEX_LEN 32
+/* XXH3-128 of a buffer as 32 lowercase hex digits + NUL. */
+void hash_hex(const void *buf, size_t len, char out[HASH_HEX_LEN + 1]);
+/* Stream a file through XXH3-128. */
+int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size);
+/* 64-bit hash for in-memory tables. */
+uint64_t hash64(const char *s);
+/* n random bytes as 2n hex digits + NUL (getrandom). */
+void hash_random_hex(char *out, size_t nbytes);
+
+/* ---- workspace.c: packer.json and path confinement -------------------- */
+
+typedef struct {
+    char *root; /* absolute, realpath'd */
+    char *project_id;
+    char *name;
+    int format;
+} ws_config;
+
+int ws_find(const char *start, char **out_root);
+int ws_load(const char *dir, ws_config *out);
+void ws_config_clear(ws_config *c);
+int ws_create(const char *dir, const char *name, ws_config *out);
+/* Normalize a workspace-relative path: '/' separators, no '.', no empty
+ * segments, no trailing '/'. Refuses absolute paths, '..' leaving the
+ * workspace, and paths whose existing prefix resolves (through symlinks)
+ * outside root. "." is returned for the root itself. Caller frees. */
+int ws_confine(const char *root, const char *rel, char **out);
+/* Like ws_confine for a path relative to `base` (itself workspace-relative). */
+int ws_confine_under(const char *root, const char *base, const char *rel, char **out);
+/* True when rel is inside .packer/ (packer-owned, never an asset). */
+bool ws_is_owned(const char *rel);
+
+/* ---- manifest.c: asset.json ------------------------------------------- */
+
+typedef struct {
+    char *kind;
+    char **inputs; /* as written, relative to the asset root */
+    size_t ninputs;
+    char *address; /* NULL when absent */
+    cJSON *options;
+} manifest;
+
+/* Load and validate <root>/<asset_root>/asset.json. Errors name the file
+ * (workspace-relative) and position. */
+int manifest_load(const char *root, const char *asset_root, manifest **out);
+void manifest_free(manifest *m);
+/* Minimal manifest text for `kind` listing the regular files of the
+ * directory (sorted, dotfiles skipped). Caller frees. */
+int manifest_minimal(const char *dir_abs, const char *kind, char **out);
+/* Address syntax: non-empty, no leading/trailing '/', no '.'/'..'
+ * segments, no backslash or control characters. */
+bool manifest_address_ok(const char *addr);
+
+/* ---- snapshot.c: immutable, reference-counted registry views ---------- */
+
+#define SNAP_SHARDS 256
+
+typedef struct asset_rec {
+    atomic_int refs;
+    char *id;
+    char *root;
+    char *address;
+    char *kind;
+    bool included;
+} asset_rec;
+
+typedef struct shard shard;
+typedef struct snap snap;
+
+asset_rec *rec_new(const char *id, const char *root, const char *address, const char *kind,
+                   bool included);
+asset_rec *rec_ref(asset_rec *r);
+void rec_unref(asset_rec *r);
+
+snap *snap_empty(void);
+snap *snap_ref(snap *s);
+void snap_unref(snap *s);
+uint64_t snap_generation(const snap *s);
+size_t snap_count(const snap *s);
+size_t snap_included_count(const snap *s);
+const asset_rec *snap_by_id(const snap *s, const char *id);
+/* Any asset at root, or NULL. */
+const asset_rec *snap_by_root(const snap *s, const char *root);
+/* The included asset with this address, or NULL. */
+const asset_rec *snap_included_by_address(const snap *s, const char *addr);
+/* First asset (lowest id) with this address, included or not. */
+const asset_rec *snap_by_address(const snap *s, const char *addr);
+/* All records, sorted by root; array caller frees, records borrowed. */
+const asset_rec **snap_all(const snap *s, size_t *n);
+/* Records of id shard i (0..255), sorted by id; borrowed. */
+const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n);
+int snap_id_shard(const char *id);
+
+/* Copy-on-write editing: only shards touched by put/del are copied. */
+typedef struct snap_edit snap_edit;
+snap_edit *snap_edit_begin(const snap *base);
+int snap_edit_put(snap_edit *e, asset_rec *r); /* takes a reference */
+int snap_edit_del(snap_edit *e, const char *id);
+/* Borrowed view of the edit in progress (for lookups during a batch). */
+const snap *snap_edit_view(const snap_edit *e);
+bool snap_edit_dirty(const snap_edit *e, int shard);
+snap *snap_edit_finish(snap_edit *e, uint64_t generation);
+void snap_edit_abort(snap_edit *e);
+
+/* ---- store.c: the registry on disk, journal, cross-process lock ------- */
+
+typedef struct store store;
+
+/* A commit: files to write or delete, relative to the workspace root. */
+typedef struct {
+    char *path;
+    char *content; /* NULL: delete */
+    size_t len;
+} txn_op;
+
+typedef struct {
+    txn_op *ops;
+    size_t n, cap;
+} txn;
+
+/* Stamp of the on-disk registry: differs after a commit by anyone. */
+typedef struct {
+    uint64_t generation;
+    int64_t dir_mtime_ns;
+    int64_t dir_ctime_ns;
+} store_stamp;
+
+int store_open(const char *root, store **out);
+void store_close(store *st);
+/* Exclusive cross-process lock (flock on .packer/lock); blocks. */
+int store_lock(store *st);
+void store_unlock(store *st);
+/* Under the lock: roll a committed journal forward, drop temp litter. */
+int store_recover(store *st);
+int store_stamp_read(store *st, store_stamp *out);
+bool store_stamp_eq(const store_stamp *a, const store_stamp *b);
+/* Under the lock: read every registry shard into a fresh snapshot. */
+int store_load(store *st, snap **out);
+/* Serialize id shard i of s into its file text (NULL when empty). */
+int store_shard_text(const snap *s, int i, char **out, size_t *len);
+
+int txn_add(txn *t, const char *path, const char *content, size_t len);
+void txn_clear(txn *t);
+/* Under the lock: make t durable (journal), apply it, retire the journal. */
+int store_commit(store *st, const txn *t);
+
+/* ---- lane.c: the per-project write lane ------------------------------- */
+
+typedef struct lane lane;
+typedef void (*lane_fn)(void *arg);
+
+int lane_new(lane **out);
+/* Run fn(arg) on the lane thread after every earlier job; wait for it. */
+int lane_run(lane *l, lane_fn fn, void *arg);
+/* Drain queued jobs, stop and free. Accepts NULL. */
+void lane_free(lane *l);
+bool lane_is_current(const lane *l);
+
+/* ---- bus.c: events and their delivery --------------------------------- */
+
+/* Build an envelope; summary copied. NULL when out of memory. */
+packer_event *event_new(packer_event_kind kind, const char *project_id, const char *op_id,
+                        uint64_t seq, const char *summary);
+/* Attach fields (takes ownership of `val`). */
+void event_set(packer_event *ev, const char *key, cJSON *val);
+void event_set_progress(packer_event *ev, uint64_t done, uint64_t total);
+void event_free(packer_event *ev);
+/* Queue for delivery; takes ownership. NULL bus: dropped. */
+void bus_publish(packer_bus *bus, packer_event *ev);
+
+/* ---- response.c: the structured response ------------------------------ */
+
+typedef struct resp resp;
+resp *resp_new(packer_op_class cls, const char *op_id);
+void resp_status(resp *r, packer_status st);
+packer_status resp_get_status(const resp *r);
+void resp_summary(resp *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void resp_affected(resp *r, const char *asset_id);
+/* severity: "error" | "warning" | "info". */
+void resp_diag(resp *r, const char *severity, const char *code, const char *asset_id,
+               const char *path, const char *message);
+void resp_blocker(resp *r, const char *code, const char *message);
+/* Action objects: {"id","kind","safety","description","targets":[...]}. */
+cJSON *resp_action(const char *id, const char *kind, const char *safety, const char *desc);
+void resp_proposed(resp *r, cJSON *action);
+void resp_applied(resp *r, cJSON *action);
+/* data object (created on first use). */
+cJSON *resp_data(resp *r);
+void resp_set_op_class(resp *r, packer_op_class cls);
+/* Freeze with the runtime state; NULL when out of memory. */
+packer_response *resp_finish(resp *r, packer_state state);
+void resp_free(resp *r);
+const cJSON *response_root(const packer_response *r);
+
+/* ---- project.c / services: the runtime -------------------------------- */
+
+typedef struct op op;
+
+/* An operation in flight: id, event sequence, response under construction. */
+struct op {
+    packer_project *p;
+    char id[40];
+    uint64_t seq;
+    resp *r;
+    cJSON *params;
+    const void *svc; /* the service table entry, for the lane job */
+};
+
+void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected,
+             cJSON *extra_key_vals);
+void op_progress(op *o, uint64_t done, uint64_t total, const char *summary);
+
+/* Project internals used by the service files. */
+snap *project_snapshot(packer_project *p);
+const char *project_root_dir(const packer_project *p);
+store *project_store(packer_project *p);
+packer_bus *project_bus(packer_project *p);
+void project_set_state(packer_project *p, op *o, packer_state s);
+/* In the lane: take the lock, recover, reconcile if another process
+ * committed. On success the lock is held; returns the current snapshot
+ * (a new reference). */
+int project_begin_write(packer_project *p, op *o, snap **cur);
+/* In the lane with the lock held: commit txn, publish next (consumed). */
+int project_commit(packer_project *p, op *o, const txn *t, snap *next);
+void project_end_write(packer_project *p);
+
+/* Resolve an asset given by id or address: the id, else the included
+ * asset with that address, else any asset with that address. */
+const asset_rec *svc_find_asset(const snap *s, const char *key);
+cJSON *svc_asset_json(const asset_rec *a);
+
+/* registry.c */
+void svc_register_asset(op *o);
+void svc_include(op *o);
+void svc_exclude(op *o);
+void svc_remove_asset(op *o);
+/* reads.c */
+void svc_list_assets(op *o);
+void svc_get_asset_details(op *o);
+void svc_status(op *o);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * json.c - the one JSON reader and the canonical JSON writer.
+ *
+ * Parsing is cJSON's; this file adds what packer promises on top of it:
+ * errors that name the file and the line:column, and canonical output
+ * (keys sorted, two-space indent with one array element per line for
+ * human-facing files, minified for build outputs, trailing newline).
+ *
+ * Threads: any; no shared state.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static void line_col(const char *text, size_t off, int *line, int *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+int json_parse_text(const char *text, size_t len, const char *display, cJSON **out)
+{
+    const char *end = NULL;
+    *out = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (j) {
+        const char *p = end;
+        while (p < text + len && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+            p++;
+        if (p == text + len) {
+            *out = j;
+            return 0;
+        }
+        cJSON_Delete(j);
+        end = p;
+    }
+    if (!end || end < text || end > text + len)
+        return pk_err(PACKER_ENOMEM, "%s: out of memory while parsing", display);
+    int line, col;
+    line_col(text, (size_t)(end - text), &line, &col);
+    if (end == text + len)
+        return pk_err(PACKER_EPARSE, "%s:%d:%d: unexpected end of JSON", display, line, col);
+    return pk_err(PACKER_EPARSE, "%s:%d:%d: invalid JSON near '%.12s'", display, line, col, end);
+}
+
+int json_load_file(const char *path, const char *display, cJSON **out)
+{
+    char *text;
+    size_t len;
+    *out = NULL;
+    int rc = io_read_file(path, &text, &len);
+    if (rc == PACKER_ENOTFOUND)
+        return pk_err(rc, "%s: file not found", display);
+    if (rc)
+        return rc;
+    rc = json_parse_text(text, len, display, out);
+    pk_free(text);
+    return rc;
+}
+
+int json_field_err(const char *display, const char *text, const char *key, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char quoted[256];
+    snprintf(quoted, sizeof quoted, "\"%s\"", key);
+    const char *at = text ? strstr(text, quoted) : NULL;
+    if (!at)
+        return pk_err(PACKER_EPARSE, "%s: %s", display, msg);
+    int line, col;
+    line_col(text, (size_t)(at - text), &line, &col);
+    return pk_err(PACKER_EPARSE, "%s:%d:%d: %s", display, line, col, msg);
+}
+
+/* ---- canonical writer -------------------------------------------------- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *nb = pk_realloc(b->buf, cap);
+        if (!nb) {
+            b->oom = true;
+            return;
+        }
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+static void sb_quoted(sbuf *b, const char *s)
+{
+    sb_put(b, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        const char *esc = NULL;
+        char u[8];
+        if (c == '"')
+            esc = "\\\"";
+        else if (c == '\\')
+            esc = "\\\\";
+        else if (c == '\n')
+            esc = "\\n";
+        else if (c == '\r')
+            esc = "\\r";
+        else if (c == '\t')
+            esc = "\\t";
+        else if (c < 0x20) {
+            snprintf(u, sizeof u, "\\u%04x", c);
+            esc = u;
+        }
+        if (esc) {
+            sb_put(b, run, (size_t)(s - run));
+            sb_str(b, esc);
+            run = s + 1;
+        }
+    }
+    sb_put(b, run, (size_t)(s - run));
+    sb_put(b, "\"", 1);
+}
+
+static void sb_number(sbuf *b, double d)
+{
+    char num[64];
+    if (!isfinite(d))
+        snprintf(num, sizeof num, "null");
+    else if (d == floor(d) && fabs(d) < 9007199254740992.0)
+        snprintf(num, sizeof num, "%lld", (long long)d);
+    else
+        snprintf(num, sizeof num, "%.17g", d);
+    sb_str(b, num);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
+    return strcmp(x->string ? x->string : "", y->string ? y->string : "");
+}
+
+/* Sort object members by key, recursively; keeps cJSON's list invariants
+ * (child->prev is the last element, last->next is NULL). */
+static bool sort_keys(cJSON *item)
+{
+    for (cJSON *c = item->child; c; c = c->next)
+        if (!sort_keys(c))
+            return false;
+    if (!cJSON_IsObject(item) || !item->child || !item->child->next)
+        return true;
+    size_t n = 0;
+    for (cJSON *c = item->child; c; c = c->next)
+        n++;
+    cJSON **v = pk_malloc(n * sizeof *v);
+    if (!v)
+        return false;
+    n = 0;
+    for (cJSON *c = item->child; c; c = c->next)
+        v[n++] = c;
+    qsort(v, n, sizeof *v, key_cmp);
+    for (size_t i = 0; i < n; i++) {
+        v[i]->prev = i ? v[i - 1] : v[n - 1];
+        v[i]->next = i + 1 < n ? v[i + 1] : NULL;
+    }
+    item->child = v[0];
+    pk_free(v);
+    return true;
+}
+
+static void indent(sbuf *b, bool pretty, int depth)
+{
+    if (!pretty)
+        return;
+    sb_put(b, "\n", 1);
+    for (int i = 0; i < depth; i++)
+        sb_put(b, "  ", 2);
+}
+
+static void emit(sbuf *b, const cJSON *j, bool pretty, int depth)
+{
+    if (cJSON_IsString(j)) {
+        sb_quoted(b, j->valuestring ? j->valuestring : "");
+    } else if (cJSON_IsNumber(j)) {
+        sb_number(b, j->valuedouble);
+    } else if (cJSON_IsTrue(j)) {
+        sb_str(b, "true");
+    } else if (cJSON_IsFalse(j)) {
+        sb_str(b, "false");
+    } else if (cJSON_IsArray(j) || cJSON_IsObject(j)) {
+        bool obj = cJSON_IsObject(j);
+        sb_str(b, obj ? "{" : "[");
+        for (const cJSON *c = j->child; c; c = c->next) {
+            indent(b, pretty, depth + 1);
+            if (obj) {
+                sb_quoted(b, c->string ? c->string : "");
+                sb_str(b, pretty ? ": " : ":");
+            }
+            emit(b, c, pretty, depth + 1);
+            if (c->next)
+                sb_str(b, ",");
+        }
+        if (j->child)
+            indent(b, pretty, depth);
+        sb_str(b, obj ? "}" : "]");
+    } else {
+        sb_str(b, "null");
+    }
+}
+
+char *json_canonical(cJSON *item, bool pretty)
+{
+    if (!item || !sort_keys(item))
+        return NULL;
+    sbuf b = {0};
+    emit(&b, item, pretty, 0);
+    if (pretty)
+        sb_put(&b, "\n", 1);
+    if (b.oom) {
+        pk_free(b.buf);
+        return NULL;
+    }
+    return b.buf;
+}
+
+cJSON *json_add_str(cJSON *obj, const char *key, const char *val)
+{
+    cJSON *s = val ? cJSON_CreateString(val) : cJSON_CreateNull();
+    if (!s)
+        return NULL;
+    if (!cJSON_AddItemToObject(obj, key, s)) {
+        cJSON_Delete(s);
+        return NULL;
+    }
+    return s;
+}
+
+cJSON *json_str_array(const char *const *v, size_t n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (size_t i = 0; a && i < n; i++) {
+        cJSON *s = cJSON_CreateString(v[i]);
+        if (!s || !cJSON_AddItemToArray(a, s)) {
+            cJSON_Delete(s);
+            cJSON_Delete(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+const char *json_get_str(const cJSON *obj, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}

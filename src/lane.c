@@ -1,0 +1,114 @@
+/*
+ * lane.c - the write lane: one thread per project that runs every write.
+ *
+ * Jobs run one at a time in submission order, whatever the timing of the
+ * threads that submit them; this is what makes "write/write on the same
+ * project is serialized" true inside one process (store.c's flock extends
+ * it across processes). lane_run() waits for its job, so a caller sees the
+ * result of its own write and of every write submitted before it.
+ *
+ * Threads: lane_run from any thread except the lane itself (a job that
+ * needs another write does it inline); lane_free from the owner only.
+ */
+#include <pthread.h>
+
+#include "internal.h"
+
+typedef struct job {
+    lane_fn fn;
+    void *arg;
+    bool done;
+    struct job *next;
+} job;
+
+struct lane {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv; /* jobs queued or stopping */
+    pthread_cond_t done_cv; /* a job finished */
+    job *head, *tail;
+    bool stopping;
+};
+
+static void *lane_main(void *arg)
+{
+    lane *l = arg;
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (!l->head && !l->stopping)
+            pthread_cond_wait(&l->work_cv, &l->mu);
+        if (!l->head)
+            break;
+        job *j = l->head;
+        l->head = j->next;
+        if (!l->head)
+            l->tail = NULL;
+        pthread_mutex_unlock(&l->mu);
+        j->fn(j->arg);
+        pthread_mutex_lock(&l->mu);
+        j->done = true;
+        pthread_cond_broadcast(&l->done_cv);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+int lane_new(lane **out)
+{
+    lane *l = pk_calloc(1, sizeof *l);
+    *out = NULL;
+    if (!l)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->work_cv, NULL);
+    pthread_cond_init(&l->done_cv, NULL);
+    if (pthread_create(&l->thread, NULL, lane_main, l) != 0) {
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->work_cv);
+        pthread_cond_destroy(&l->done_cv);
+        pk_free(l);
+        return pk_err(PACKER_ENOMEM, "cannot start the write lane thread");
+    }
+    *out = l;
+    return 0;
+}
+
+int lane_run(lane *l, lane_fn fn, void *arg)
+{
+    job j = {fn, arg, false, NULL};
+    pthread_mutex_lock(&l->mu);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        return pk_err(PACKER_ECLOSED, "project is closing");
+    }
+    if (l->tail)
+        l->tail->next = &j;
+    else
+        l->head = &j;
+    l->tail = &j;
+    pthread_cond_signal(&l->work_cv);
+    while (!j.done)
+        pthread_cond_wait(&l->done_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+bool lane_is_current(const lane *l)
+{
+    return l && pthread_equal(pthread_self(), l->thread);
+}
+
+void lane_free(lane *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->stopping = true;
+    pthread_cond_signal(&l->work_cv);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->thread, NULL);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->work_cv);
+    pthread_cond_destroy(&l->done_cv);
+    pk_free(l);
+}

@@ -1,0 +1,298 @@
+/*
+ * packer.h - the public C API of libpacker, and its manual.
+ *
+ * packer is a filesystem-first asset packer runtime. A workspace on disk
+ * (packer.json, asset roots with asset.json manifests, the registry under
+ * .packer/) is the source of truth; an open project keeps an immutable,
+ * reference-counted snapshot of it in memory, serves reads from that
+ * snapshot on any thread, and performs every write through one
+ * packer-owned write lane per project.
+ *
+ * Conventions (libgit2/libuv style):
+ *   - Functions return 0 on success or a negative PACKER_E* code. Results
+ *     come back through out-parameters. packer_last_error() gives the
+ *     detailed message of the calling thread's last failed call.
+ *   - Handles are opaque. Every _open/_new has a matching _close/_free that
+ *     accepts NULL.
+ *   - Strings returned by accessor functions are owned by the object they
+ *     were read from and live as long as it does; strings documented as
+ *     "caller frees" must be released with packer_free().
+ *   - "Any thread" means the function may be called concurrently from
+ *     several threads on the same handle.
+ *
+ * Services. Every operation of the spec is a service with a name, an
+ * operation class and a structured response:
+ *
+ *   service                    class               where
+ *   init_workspace             workspace_mutation  packer_init_workspace()
+ *   register_asset             registry_mutation   (workspace_mutation when
+ *                                                   it writes a manifest)
+ *   include_asset_in_build     registry_mutation
+ *   exclude_asset_from_build   registry_mutation
+ *   remove_asset               registry_mutation   (workspace_mutation with
+ *                                                   delete_files)
+ *   list_assets                read
+ *   get_asset_details          read
+ *   status                     read
+ *   doctor                     read                (slot: not yet available)
+ *   build                      workspace_mutation  (slot: not yet available)
+ *
+ * Each is reachable through packer_call() with JSON parameters (the same
+ * shapes the CLI's --json output and the Lua module use), and the common
+ * ones through typed wrappers below.
+ */
+#ifndef PACKER_H
+#define PACKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PACKER_VERSION "0.1.0"
+#define PACKER_WORKSPACE_FORMAT 1
+
+/* ---- errors ----------------------------------------------------------- */
+
+/* X-macro: name, value, message. Also drives packer_strerror(). */
+#define PACKER_ERRORS(X)                                                     \
+    X(PACKER_OK, 0, "ok")                                                    \
+    X(PACKER_EINVAL, -1, "invalid argument")                                 \
+    X(PACKER_ENOMEM, -2, "out of memory")                                    \
+    X(PACKER_EIO, -3, "i/o error")                                           \
+    X(PACKER_ENOWORKSPACE, -4, "not a packer workspace")                     \
+    X(PACKER_EEXIST, -5, "already exists")                                   \
+    X(PACKER_ENOTFOUND, -6, "not found")                                     \
+    X(PACKER_EPARSE, -7, "malformed file")                                   \
+    X(PACKER_EPATH, -8, "path leaves the workspace")                         \
+    X(PACKER_EREFUSED, -9, "refused")                                        \
+    X(PACKER_ECLOSED, -10, "project is closed")                              \
+    X(PACKER_EUNKNOWN, -11, "unknown service")                               \
+    X(PACKER_EBUSY, -12, "workspace is locked")
+
+enum {
+#define PACKER_ERR_ENUM(name, value, msg) name = value,
+    PACKER_ERRORS(PACKER_ERR_ENUM)
+#undef PACKER_ERR_ENUM
+};
+
+/* Static string for an error code. Any thread. */
+const char *packer_strerror(int err);
+
+/* Detailed message of the calling thread's last failed packer call, e.g.
+ * "assets/hero/asset.json:3:14: \"inputs\" must be an array of strings".
+ * Thread-local; valid until the thread's next packer call. Never NULL. */
+const char *packer_last_error(void);
+
+/* Release memory that packer documents as "caller frees". Accepts NULL. */
+void packer_free(void *ptr);
+
+/* ---- enumerations ----------------------------------------------------- */
+
+typedef enum {
+    PACKER_OP_READ = 0,
+    PACKER_OP_REGISTRY_MUTATION,
+    PACKER_OP_WORKSPACE_MUTATION
+} packer_op_class;
+
+typedef enum {
+    PACKER_STATE_HEALTHY = 0,
+    PACKER_STATE_STALE,
+    PACKER_STATE_DIVERGED,
+    PACKER_STATE_COMMITTING,
+    PACKER_STATE_RECONCILING,
+    PACKER_STATE_FAILED
+} packer_state;
+
+/* Response status. ok: done. preview: nothing changed, proposed_actions
+ * says what would (blockers name what is missing, e.g. consent). refused:
+ * the request was understood and declined (unknown asset, address in use).
+ * blocked: structural errors prevent the operation. failed: workspace or
+ * I/O failure. */
+typedef enum {
+    PACKER_STATUS_OK = 0,
+    PACKER_STATUS_PREVIEW,
+    PACKER_STATUS_REFUSED,
+    PACKER_STATUS_BLOCKED,
+    PACKER_STATUS_FAILED
+} packer_status;
+
+/* Lower-case names as they appear in JSON ("registry_mutation", "healthy",
+ * "ok"). Static strings. Any thread. */
+const char *packer_op_class_name(packer_op_class c);
+const char *packer_state_name(packer_state s);
+const char *packer_status_name(packer_status s);
+
+/* ---- event bus -------------------------------------------------------- */
+
+/*
+ * The typed event bus is owned by the host (Studio's Container, the CLI,
+ * a test). The host creates it, hands the same reference to every project
+ * it opens, subscribes, and frees it after closing those projects. packer
+ * never creates a bus of its own behind the host's back.
+ *
+ * Events are delivered on the bus's own dispatcher thread, never on the
+ * thread that called the service, in publication order. Within one
+ * operation `sequence` is monotonic and events arrive in causal order.
+ * Consecutive progress_updated events of one operation that have not yet
+ * been delivered may be coalesced into the latest; lifecycle events never
+ * are.
+ */
+typedef struct packer_bus packer_bus;
+typedef struct packer_event packer_event;
+
+typedef enum {
+    PACKER_EV_ASSET_DISCOVERED = 0,
+    PACKER_EV_ASSET_CHANGED,
+    PACKER_EV_DIAGNOSTICS_UPDATED,
+    PACKER_EV_BUILD_STARTED,
+    PACKER_EV_BUILD_FINISHED,
+    PACKER_EV_CACHE_HIT,
+    PACKER_EV_CACHE_MISS,
+    PACKER_EV_PREVIEW_READY,
+    PACKER_EV_ACTION_APPLIED,
+    PACKER_EV_ACTION_FAILED,
+    PACKER_EV_PROGRESS_UPDATED,
+    PACKER_EV_RUNTIME_STATE_CHANGED,
+    PACKER_EV__COUNT
+} packer_event_kind;
+
+/* Subscriber callback. Runs on the dispatcher thread. The event is
+ * borrowed: valid only during the call (use packer_event_json() to keep
+ * it). A callback must not call packer_bus_free() or packer_bus_flush() on
+ * its own bus; it may call any read service. */
+typedef void (*packer_event_cb)(const packer_event *ev, void *userdata);
+
+/* Create a bus and its dispatcher thread. Returns 0 or PACKER_ENOMEM.
+ * Any thread. Caller frees with packer_bus_free(). */
+int packer_bus_new(packer_bus **out);
+
+/* Deliver what is queued, stop the dispatcher and free the bus. Every
+ * project opened with this bus must be closed first. Accepts NULL. */
+void packer_bus_free(packer_bus *bus);
+
+/* Subscribe cb(ev, userdata) to every event; *out_id (may be NULL)
+ * identifies the subscription. Any thread. */
+int packer_bus_subscribe(packer_bus *bus, packer_event_cb cb, void *userdata,
+                         uint64_t *out_id);
+
+/* Remove a subscription. When this returns, cb is not running and will not
+ * run again (unless called from cb itself). Any thread. */
+int packer_bus_unsubscribe(packer_bus *bus, uint64_t id);
+
+/* Block until every event published before the call has been delivered.
+ * Any thread except the dispatcher. */
+void packer_bus_flush(packer_bus *bus);
+
+/* Event accessors; strings owned by the event. */
+packer_event_kind packer_event_get_kind(const packer_event *ev);
+const char *packer_event_kind_name(packer_event_kind k);
+const char *packer_event_operation_id(const packer_event *ev);
+uint64_t packer_event_sequence(const packer_event *ev);
+const char *packer_event_summary(const packer_event *ev);
+/* The whole envelope as one line of JSON (project_id, operation_id,
+ * sequence, kind, timestamp, summary, progress, affected_assets, ...).
+ * Caller frees with packer_free(); NULL when out of memory. */
+char *packer_event_json(const packer_event *ev);
+
+/* ---- responses -------------------------------------------------------- */
+
+/*
+ * Every service returns one response: status, summary, runtime_state,
+ * operation_id, operation_class, affected_assets, diagnostics,
+ * proposed_actions, applied_actions, blockers, and data for reads.
+ * Immutable once returned; may be read from any thread; caller frees with
+ * packer_response_free().
+ */
+typedef struct packer_response packer_response;
+
+void packer_response_free(packer_response *r);
+packer_status packer_response_status(const packer_response *r);
+packer_op_class packer_response_op_class(const packer_response *r);
+packer_state packer_response_state(const packer_response *r);
+const char *packer_response_summary(const packer_response *r);
+const char *packer_response_operation_id(const packer_response *r);
+/* The response as JSON text; pretty = 2-space indent, else one line.
+ * Owned by the response. NULL only when out of memory. */
+const char *packer_response_json(const packer_response *r, int pretty);
+
+/* ---- projects --------------------------------------------------------- */
+
+typedef struct packer_project packer_project;
+
+/* Create a workspace at `dir` (which must exist): packer.json with a new
+ * stable project id and `name` (NULL: the directory's name), and .packer/.
+ * Refuses (status refused, PACKER_EEXIST) when dir is already a workspace.
+ * Events go to `bus` (may be NULL: no events). Returns 0 with *out set, or
+ * an error (with *out still set when a response could be formed). */
+int packer_init_workspace(const char *dir, const char *name, packer_bus *bus,
+                          packer_response **out);
+
+/* Find the workspace containing `start` (searching upward like git); on
+ * success *out_root is its absolute path (caller frees with packer_free). */
+int packer_find_workspace(const char *start, char **out_root);
+
+/* Open the workspace rooted at `dir`. Loads the registry into the first
+ * snapshot and starts the project's write lane. `bus` is the host's event
+ * bus (NULL: the host wants no events). Errors: PACKER_ENOWORKSPACE,
+ * PACKER_EPARSE (message names the file and position), PACKER_EIO.
+ * Caller closes with packer_project_close(). */
+int packer_project_open(const char *dir, packer_bus *bus, packer_project **out);
+
+/* Finish queued writes, stop the lane, release the project. Calls in
+ * flight on other threads must have returned. Accepts NULL. */
+void packer_project_close(packer_project *p);
+
+/* Absolute workspace root and stable project id; owned by the project. */
+const char *packer_project_root(const packer_project *p);
+const char *packer_project_id(const packer_project *p);
+
+/* Current runtime state. Any thread. */
+packer_state packer_project_state(const packer_project *p);
+
+/*
+ * Generic service entry point. `service` is a service name from the table
+ * above; `params_json` is a JSON object (NULL or "" for none). Reads run on
+ * the calling thread against the current snapshot and are never blocked
+ * by a write in progress; mutations are queued on the project's write lane
+ * and executed in submission order, and this call waits for the result.
+ * Any thread. Returns 0 when a response was produced (whatever its
+ * status; inspect it), PACKER_EUNKNOWN for an unknown service,
+ * PACKER_EINVAL for parameters that are not a JSON object, PACKER_ENOMEM.
+ * Caller frees *out.
+ *
+ * Parameters per service:
+ *   register_asset  {"paths": [..], "address": s?, "kind": s?,
+ *                    "exclude": b?}   paths relative to the workspace root
+ *   include_asset_in_build / exclude_asset_from_build / get_asset_details
+ *                   {"asset": id-or-address}
+ *   remove_asset    {"asset": s, "delete_files": b?, "consent": b?}
+ *   list_assets     {"filter": "all" | "included" | "excluded"}
+ */
+int packer_call(packer_project *p, const char *service, const char *params_json,
+                packer_response **out);
+
+/* Typed wrappers over packer_call(); same threading and ownership. */
+typedef struct {
+    const char *address; /* only with exactly one path; NULL: from manifest */
+    const char *kind;    /* write a minimal manifest when none exists */
+    int exclude;         /* register without including in the build */
+} packer_register_opts;
+
+int packer_register_asset(packer_project *p, const char *const *paths, size_t npaths,
+                          const packer_register_opts *opts, packer_response **out);
+int packer_include_asset(packer_project *p, const char *asset, packer_response **out);
+int packer_exclude_asset(packer_project *p, const char *asset, packer_response **out);
+/* delete_files: also delete the asset's manifest and inputs (a workspace
+ * mutation); without consent the response is a preview. */
+int packer_remove_asset(packer_project *p, const char *asset, int delete_files, int consent,
+                        packer_response **out);
+int packer_list_assets(packer_project *p, packer_response **out);
+int packer_get_asset_details(packer_project *p, const char *asset, packer_response **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PACKER_H */

@@ -1,0 +1,427 @@
+/*
+ * project.c - an open project: the snapshot, the write lane, the runtime
+ * state, and the service table that packer_call() dispatches through.
+ *
+ * Invariants:
+ *   - `cur` is the last published snapshot. It changes only on the lane,
+ *     only after the commit that produced it is durable (store_commit), and
+ *     only under snap_mu, which is held for a pointer swap or a reference
+ *     grab and never across I/O or user code; readers are never blocked by
+ *     a write in progress.
+ *   - Every mutation runs as a lane job holding the cross-process lock
+ *     (project_begin_write .. project_end_write). Before mutating, the lane
+ *     compares the on-disk stamp with the one it last published; when
+ *     another process committed in between, the runtime goes diverged ->
+ *     reconciling -> healthy by reloading from disk, then writes.
+ *   - Every runtime state change is an event on the host's bus.
+ *
+ * Threads: packer_call and the accessors from any thread; open/close from
+ * the owner.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+struct packer_project {
+    ws_config cfg;
+    packer_bus *bus;
+    store *st;
+    lane *lane;
+    pthread_mutex_t snap_mu; /* guards cur and stamp */
+    snap *cur;
+    store_stamp stamp;
+    atomic_int state;
+    atomic_ulong ops;
+    char op_prefix[9];
+};
+
+typedef struct {
+    const char *name;
+    packer_op_class cls;
+    bool write; /* runs on the lane */
+    void (*fn)(op *o);
+} service;
+
+static void svc_unavailable(op *o);
+static void svc_init_open(op *o);
+
+static const service SERVICES[] = {
+    {"init_workspace", PACKER_OP_WORKSPACE_MUTATION, false, svc_init_open},
+    {"register_asset", PACKER_OP_REGISTRY_MUTATION, true, svc_register_asset},
+    {"include_asset_in_build", PACKER_OP_REGISTRY_MUTATION, true, svc_include},
+    {"exclude_asset_from_build", PACKER_OP_REGISTRY_MUTATION, true, svc_exclude},
+    {"remove_asset", PACKER_OP_REGISTRY_MUTATION, true, svc_remove_asset},
+    {"list_assets", PACKER_OP_READ, false, svc_list_assets},
+    {"get_asset_details", PACKER_OP_READ, false, svc_get_asset_details},
+    {"status", PACKER_OP_READ, false, svc_status},
+    {"doctor", PACKER_OP_READ, false, svc_unavailable},
+    {"build", PACKER_OP_WORKSPACE_MUTATION, true, svc_unavailable},
+};
+
+/* ---- accessors --------------------------------------------------------- */
+
+const char *packer_project_root(const packer_project *p)
+{
+    return p->cfg.root;
+}
+
+const char *packer_project_id(const packer_project *p)
+{
+    return p->cfg.project_id;
+}
+
+const char *project_root_dir(const packer_project *p)
+{
+    return p->cfg.root;
+}
+
+store *project_store(packer_project *p)
+{
+    return p->st;
+}
+
+packer_bus *project_bus(packer_project *p)
+{
+    return p->bus;
+}
+
+packer_state packer_project_state(const packer_project *p)
+{
+    return (packer_state)atomic_load(&((packer_project *)p)->state);
+}
+
+snap *project_snapshot(packer_project *p)
+{
+    pthread_mutex_lock(&p->snap_mu);
+    snap *s = snap_ref(p->cur);
+    pthread_mutex_unlock(&p->snap_mu);
+    return s;
+}
+
+static void publish(packer_project *p, snap *next, const store_stamp *stamp)
+{
+    pthread_mutex_lock(&p->snap_mu);
+    snap *old = p->cur;
+    p->cur = next;
+    p->stamp = *stamp;
+    pthread_mutex_unlock(&p->snap_mu);
+    snap_unref(old);
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected, cJSON *extra)
+{
+    packer_project *p = o->p;
+    if (!p->bus) {
+        cJSON_Delete(affected);
+        cJSON_Delete(extra);
+        return;
+    }
+    packer_event *ev = event_new(kind, p->cfg.project_id, o->id, ++o->seq, summary);
+    event_set(ev, "affected_assets", affected);
+    while (extra && extra->child) {
+        cJSON *c = cJSON_DetachItemViaPointer(extra, extra->child);
+        char *key = pk_strdup(c->string);
+        if (key)
+            event_set(ev, key, c);
+        else
+            cJSON_Delete(c);
+        pk_free(key);
+    }
+    cJSON_Delete(extra);
+    if (!ev)
+        cJSON_Delete(affected);
+    bus_publish(p->bus, ev);
+}
+
+void op_progress(op *o, uint64_t done, uint64_t total, const char *summary)
+{
+    if (!o->p->bus)
+        return;
+    packer_event *ev = event_new(PACKER_EV_PROGRESS_UPDATED, o->p->cfg.project_id, o->id,
+                                 ++o->seq, summary);
+    event_set_progress(ev, done, total);
+    bus_publish(o->p->bus, ev);
+}
+
+void project_set_state(packer_project *p, op *o, packer_state s)
+{
+    packer_state prev = (packer_state)atomic_exchange(&p->state, (int)s);
+    if (prev == s || !o)
+        return;
+    cJSON *extra = cJSON_CreateObject();
+    if (extra) {
+        json_add_str(extra, "previous_state", packer_state_name(prev));
+        json_add_str(extra, "runtime_state", packer_state_name(s));
+    }
+    char summary[96];
+    snprintf(summary, sizeof summary, "runtime %s -> %s", packer_state_name(prev),
+             packer_state_name(s));
+    op_emit(o, PACKER_EV_RUNTIME_STATE_CHANGED, summary, NULL, extra);
+}
+
+/* ---- the write path ----------------------------------------------------- */
+
+static int reconcile(packer_project *p, op *o)
+{
+    project_set_state(p, o, PACKER_STATE_RECONCILING);
+    snap *fresh = NULL;
+    store_stamp stamp;
+    int rc = store_load(p->st, &fresh);
+    if (rc == 0)
+        rc = store_stamp_read(p->st, &stamp);
+    if (rc) {
+        snap_unref(fresh);
+        project_set_state(p, o, PACKER_STATE_FAILED);
+        return rc;
+    }
+    publish(p, fresh, &stamp);
+    project_set_state(p, o, PACKER_STATE_HEALTHY);
+    return 0;
+}
+
+int project_begin_write(packer_project *p, op *o, snap **cur)
+{
+    *cur = NULL;
+    int rc = store_lock(p->st);
+    if (rc)
+        return rc;
+    store_stamp disk, mine;
+    rc = store_recover(p->st);
+    if (rc == 0)
+        rc = store_stamp_read(p->st, &disk);
+    if (rc) {
+        project_set_state(p, o, PACKER_STATE_FAILED);
+        store_unlock(p->st);
+        return rc;
+    }
+    pthread_mutex_lock(&p->snap_mu);
+    mine = p->stamp;
+    pthread_mutex_unlock(&p->snap_mu);
+    packer_state st = packer_project_state(p);
+    if (!store_stamp_eq(&disk, &mine) || st == PACKER_STATE_DIVERGED ||
+        st == PACKER_STATE_FAILED) {
+        if (st != PACKER_STATE_DIVERGED && st != PACKER_STATE_FAILED)
+            project_set_state(p, o, PACKER_STATE_DIVERGED);
+        if ((rc = reconcile(p, o)) != 0) {
+            store_unlock(p->st);
+            return rc;
+        }
+    }
+    *cur = project_snapshot(p);
+    return 0;
+}
+
+int project_commit(packer_project *p, op *o, const txn *t, snap *next)
+{
+    project_set_state(p, o, PACKER_STATE_COMMITTING);
+    store_stamp stamp;
+    int rc = store_commit(p->st, t);
+    if (rc == 0)
+        rc = store_stamp_read(p->st, &stamp);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", packer_last_error());
+        snap_unref(next);
+        /* the disk may hold the new state (journal past its commit point):
+         * memory no longer matches it until the next write reconciles */
+        project_set_state(p, o, PACKER_STATE_DIVERGED);
+        return pk_err(rc, "%s", msg);
+    }
+    publish(p, next, &stamp);
+    project_set_state(p, o, PACKER_STATE_HEALTHY);
+    return 0;
+}
+
+void project_end_write(packer_project *p)
+{
+    store_unlock(p->st);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+int packer_project_open(const char *dir, packer_bus *bus, packer_project **out)
+{
+    *out = NULL;
+    char *root = NULL;
+    int rc = ws_find(dir, &root);
+    if (rc)
+        return rc;
+    packer_project *p = pk_calloc(1, sizeof *p);
+    if (!p) {
+        free(root);
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&p->snap_mu, NULL);
+    p->bus = bus;
+    hash_random_hex(p->op_prefix, 4);
+    rc = ws_load(root, &p->cfg);
+    free(root);
+    if (rc == 0)
+        rc = store_open(p->cfg.root, &p->st);
+    if (rc == 0 && (rc = store_lock(p->st)) == 0) {
+        rc = store_recover(p->st);
+        if (rc == 0)
+            rc = store_load(p->st, &p->cur);
+        if (rc == 0)
+            rc = store_stamp_read(p->st, &p->stamp);
+        store_unlock(p->st);
+    }
+    if (rc == 0)
+        rc = lane_new(&p->lane);
+    if (rc) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", packer_last_error());
+        packer_project_close(p);
+        return pk_err(rc, "%s", msg);
+    }
+    *out = p;
+    return 0;
+}
+
+void packer_project_close(packer_project *p)
+{
+    if (!p)
+        return;
+    lane_free(p->lane);
+    store_close(p->st);
+    snap_unref(p->cur);
+    ws_config_clear(&p->cfg);
+    pthread_mutex_destroy(&p->snap_mu);
+    pk_free(p);
+}
+
+/* ---- dispatch ----------------------------------------------------------- */
+
+static void op_init(op *o, packer_project *p, const char *prefix, unsigned long n)
+{
+    memset(o, 0, sizeof *o);
+    o->p = p;
+    snprintf(o->id, sizeof o->id, "op-%s-%lu", prefix, n);
+}
+
+static void run_job(void *arg)
+{
+    op *o = arg;
+    const service *svc = o->svc;
+    svc->fn(o);
+}
+
+static const service *find_service(const char *name)
+{
+    for (size_t i = 0; i < sizeof SERVICES / sizeof *SERVICES; i++)
+        if (strcmp(SERVICES[i].name, name) == 0)
+            return &SERVICES[i];
+    return NULL;
+}
+
+int packer_call(packer_project *p, const char *service_name, const char *params_json,
+                packer_response **out)
+{
+    *out = NULL;
+    if (!p || !service_name)
+        return pk_err(PACKER_EINVAL, "project and service are required");
+    const service *svc = find_service(service_name);
+    if (!svc)
+        return pk_err(PACKER_EUNKNOWN, "%s: no such service", service_name);
+    cJSON *params = NULL;
+    if (params_json && *params_json) {
+        int rc = json_parse_text(params_json, strlen(params_json), "params", &params);
+        if (rc)
+            return rc;
+        if (!cJSON_IsObject(params)) {
+            cJSON_Delete(params);
+            return pk_err(PACKER_EINVAL, "params: must be a JSON object");
+        }
+    } else if (!(params = cJSON_CreateObject())) {
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    op o;
+    op_init(&o, p, p->op_prefix, atomic_fetch_add(&p->ops, 1) + 1);
+    o.params = params;
+    o.r = resp_new(svc->cls, o.id);
+    int rc = 0;
+    if (!o.r) {
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    } else if (svc->write) {
+        o.svc = svc;
+        rc = lane_run(p->lane, run_job, &o);
+    } else {
+        svc->fn(&o);
+    }
+    if (rc == 0 && !(*out = resp_finish(o.r, packer_project_state(p))))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    resp_free(o.r);
+    cJSON_Delete(params);
+    return rc;
+}
+
+static void svc_unavailable(op *o)
+{
+    resp_status(o->r, PACKER_STATUS_REFUSED);
+    resp_blocker(o->r, "not_available", "this service is not available in this version");
+    resp_summary(o->r, "service not available yet");
+}
+
+static void svc_init_open(op *o)
+{
+    resp_status(o->r, PACKER_STATUS_REFUSED);
+    resp_blocker(o->r, "already_initialized", "this directory is already a packer workspace");
+    resp_summary(o->r, "%s is already a workspace", o->p->cfg.root);
+}
+
+/* ---- init_workspace (no project yet) ----------------------------------- */
+
+int packer_init_workspace(const char *dir, const char *name, packer_bus *bus,
+                          packer_response **out)
+{
+    *out = NULL;
+    char prefix[9];
+    hash_random_hex(prefix, 4);
+    packer_project tmp = {0};
+    tmp.bus = bus;
+    op o;
+    op_init(&o, &tmp, prefix, 1);
+    o.r = resp_new(PACKER_OP_WORKSPACE_MUTATION, o.id);
+    if (!o.r)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = ws_create(dir ? dir : ".", name, &tmp.cfg);
+    if (rc == PACKER_EEXIST) {
+        resp_status(o.r, PACKER_STATUS_REFUSED);
+        resp_blocker(o.r, "already_initialized", packer_last_error());
+        resp_summary(o.r, "%s", packer_last_error());
+    } else if (rc) {
+        resp_status(o.r, PACKER_STATUS_FAILED);
+        resp_diag(o.r, "error", "io_error", NULL, NULL, packer_last_error());
+        resp_summary(o.r, "%s", packer_last_error());
+    } else {
+        cJSON *act = resp_action("create_workspace", "create_workspace", "safe",
+                                 "create packer.json and .packer/");
+        cJSON *targets = act ? cJSON_GetObjectItem(act, "targets") : NULL;
+        if (targets) {
+            cJSON_AddItemToArray(targets, cJSON_CreateString("packer.json"));
+            cJSON_AddItemToArray(targets, cJSON_CreateString(".packer/"));
+        }
+        resp_applied(o.r, act);
+        cJSON *data = resp_data(o.r);
+        json_add_str(data, "root", tmp.cfg.root);
+        json_add_str(data, "project_id", tmp.cfg.project_id);
+        json_add_str(data, "name", tmp.cfg.name);
+        resp_summary(o.r, "initialized workspace '%s' in %s", tmp.cfg.name, tmp.cfg.root);
+        op_emit(&o, PACKER_EV_ACTION_APPLIED, "created packer.json and .packer/", NULL, NULL);
+    }
+    *out = resp_finish(o.r, rc && rc != PACKER_EEXIST ? PACKER_STATE_FAILED : PACKER_STATE_HEALTHY);
+    resp_free(o.r);
+    ws_config_clear(&tmp.cfg);
+    return *out ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+}
+
+int packer_find_workspace(const char *start, char **out_root)
+{
+    return ws_find(start, out_root);
+}

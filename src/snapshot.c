@@ -1,0 +1,393 @@
+/*
+ * snapshot.c - immutable, reference-counted views of the registry.
+ *
+ * A snapshot is what every read sees: published once by the write lane,
+ * never modified afterwards, freed when its last reader lets go. To keep a
+ * mutation's cost independent of the number of assets, a snapshot is three
+ * tables of 256 shards (by asset id, by address, by root path); shards and
+ * asset records are themselves reference-counted and shared between
+ * snapshots, and an edit copies only the shards it touches.
+ *
+ * Threads: snapshots may be read and ref'd/unref'd from any thread. A
+ * snap_edit belongs to the one thread (the lane) that began it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+enum { T_ID, T_ADDR, T_ROOT, T_COUNT };
+
+struct shard {
+    atomic_int refs;
+    size_t n, cap;
+    asset_rec **v;
+};
+
+struct snap {
+    atomic_int refs;
+    uint64_t generation;
+    size_t count, included;
+    shard *t[T_COUNT][SNAP_SHARDS];
+};
+
+struct snap_edit {
+    snap *s;
+    bool owned[T_COUNT][SNAP_SHARDS];
+    bool dirty_id[SNAP_SHARDS];
+};
+
+/* ---- records ---------------------------------------------------------- */
+
+asset_rec *rec_new(const char *id, const char *root, const char *address, const char *kind,
+                   bool included)
+{
+    asset_rec *r = pk_calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    atomic_init(&r->refs, 1);
+    r->id = pk_strdup(id);
+    r->root = pk_strdup(root);
+    r->address = pk_strdup(address);
+    r->kind = pk_strdup(kind ? kind : "");
+    r->included = included;
+    if (!r->id || !r->root || !r->address || !r->kind) {
+        rec_unref(r);
+        return NULL;
+    }
+    return r;
+}
+
+asset_rec *rec_ref(asset_rec *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+    return r;
+}
+
+void rec_unref(asset_rec *r)
+{
+    if (!r || atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    pk_free(r->id);
+    pk_free(r->root);
+    pk_free(r->address);
+    pk_free(r->kind);
+    pk_free(r);
+}
+
+/* ---- keys ------------------------------------------------------------- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int snap_id_shard(const char *id)
+{
+    int hi = hexval(id[0]), lo = hi >= 0 ? hexval(id[1]) : -1;
+    return lo >= 0 ? hi * 16 + lo : (int)(hash64(id) & 255);
+}
+
+static const char *key_of(int t, const asset_rec *r)
+{
+    return t == T_ID ? r->id : t == T_ADDR ? r->address : r->root;
+}
+
+static int shard_of(int t, const char *key)
+{
+    return t == T_ID ? snap_id_shard(key) : (int)(hash64(key) & 255);
+}
+
+/* Order within a shard: by key, then by id (addresses and roots repeat). */
+static int rec_cmp(int t, const asset_rec *a, const char *key, const char *id)
+{
+    int c = strcmp(key_of(t, a), key);
+    return c || t == T_ID || !id ? c : strcmp(a->id, id);
+}
+
+/* Index of the first element >= (key, id). */
+static size_t lower_bound(const shard *sh, int t, const char *key, const char *id)
+{
+    size_t lo = 0, hi = sh ? sh->n : 0;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (rec_cmp(t, sh->v[mid], key, id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* ---- shards ----------------------------------------------------------- */
+
+static void shard_unref(shard *sh)
+{
+    if (!sh || atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (size_t i = 0; i < sh->n; i++)
+        rec_unref(sh->v[i]);
+    pk_free(sh->v);
+    pk_free(sh);
+}
+
+static shard *shard_clone(const shard *src, size_t extra)
+{
+    shard *sh = pk_calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    atomic_init(&sh->refs, 1);
+    sh->cap = (src ? src->n : 0) + extra;
+    sh->v = pk_malloc(sh->cap * sizeof *sh->v);
+    if (!sh->v) {
+        pk_free(sh);
+        return NULL;
+    }
+    for (size_t i = 0; src && i < src->n; i++)
+        sh->v[sh->n++] = rec_ref(src->v[i]);
+    return sh;
+}
+
+/* ---- snapshots -------------------------------------------------------- */
+
+snap *snap_empty(void)
+{
+    snap *s = pk_calloc(1, sizeof *s);
+    if (s)
+        atomic_init(&s->refs, 1);
+    return s;
+}
+
+snap *snap_ref(snap *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void snap_unref(snap *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    for (int t = 0; t < T_COUNT; t++)
+        for (int i = 0; i < SNAP_SHARDS; i++)
+            shard_unref(s->t[t][i]);
+    pk_free(s);
+}
+
+uint64_t snap_generation(const snap *s)
+{
+    return s->generation;
+}
+
+size_t snap_count(const snap *s)
+{
+    return s->count;
+}
+
+size_t snap_included_count(const snap *s)
+{
+    return s->included;
+}
+
+const asset_rec *snap_by_id(const snap *s, const char *id)
+{
+    const shard *sh = s->t[T_ID][shard_of(T_ID, id)];
+    size_t i = lower_bound(sh, T_ID, id, NULL);
+    return sh && i < sh->n && strcmp(sh->v[i]->id, id) == 0 ? sh->v[i] : NULL;
+}
+
+static const asset_rec *first_with(const snap *s, int t, const char *key, bool included_only)
+{
+    const shard *sh = s->t[t][shard_of(t, key)];
+    for (size_t i = lower_bound(sh, t, key, ""); sh && i < sh->n; i++) {
+        if (strcmp(key_of(t, sh->v[i]), key) != 0)
+            break;
+        if (!included_only || sh->v[i]->included)
+            return sh->v[i];
+    }
+    return NULL;
+}
+
+const asset_rec *snap_by_root(const snap *s, const char *root)
+{
+    return first_with(s, T_ROOT, root, false);
+}
+
+const asset_rec *snap_included_by_address(const snap *s, const char *addr)
+{
+    return first_with(s, T_ADDR, addr, true);
+}
+
+const asset_rec *snap_by_address(const snap *s, const char *addr)
+{
+    return first_with(s, T_ADDR, addr, false);
+}
+
+static int cmp_root(const void *a, const void *b)
+{
+    const asset_rec *x = *(const asset_rec *const *)a, *y = *(const asset_rec *const *)b;
+    int c = strcmp(x->root, y->root);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+const asset_rec **snap_all(const snap *s, size_t *n)
+{
+    const asset_rec **v = pk_malloc((s->count ? s->count : 1) * sizeof *v);
+    *n = 0;
+    if (!v)
+        return NULL;
+    for (int i = 0; i < SNAP_SHARDS; i++)
+        for (size_t k = 0; s->t[T_ID][i] && k < s->t[T_ID][i]->n; k++)
+            v[(*n)++] = s->t[T_ID][i]->v[k];
+    qsort(v, *n, sizeof *v, cmp_root);
+    return v;
+}
+
+const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n)
+{
+    const shard *sh = s->t[T_ID][i];
+    *n = sh ? sh->n : 0;
+    return sh ? (const asset_rec *const *)sh->v : NULL;
+}
+
+/* ---- editing ---------------------------------------------------------- */
+
+snap_edit *snap_edit_begin(const snap *base)
+{
+    snap_edit *e = pk_calloc(1, sizeof *e);
+    snap *s = snap_empty();
+    if (!e || !s) {
+        pk_free(e);
+        pk_free(s);
+        return NULL;
+    }
+    s->generation = base->generation;
+    s->count = base->count;
+    s->included = base->included;
+    for (int t = 0; t < T_COUNT; t++)
+        for (int i = 0; i < SNAP_SHARDS; i++)
+            if ((s->t[t][i] = base->t[t][i]))
+                atomic_fetch_add_explicit(&s->t[t][i]->refs, 1, memory_order_relaxed);
+    e->s = s;
+    return e;
+}
+
+/* Make shard (t, i) private to the edit, with room for one more entry. */
+static shard *own(snap_edit *e, int t, int i)
+{
+    shard *sh = e->s->t[t][i];
+    if (e->owned[t][i] && sh->n < sh->cap)
+        return sh;
+    shard *copy = shard_clone(sh, sh ? sh->n + 4 : 4);
+    if (!copy)
+        return NULL;
+    shard_unref(sh);
+    e->s->t[t][i] = copy;
+    e->owned[t][i] = true;
+    return copy;
+}
+
+static int index_del(snap_edit *e, int t, const asset_rec *r)
+{
+    int i = shard_of(t, key_of(t, r));
+    shard *sh = own(e, t, i);
+    if (!sh)
+        return PACKER_ENOMEM;
+    size_t k = lower_bound(sh, t, key_of(t, r), r->id);
+    if (k < sh->n && sh->v[k] == r) {
+        rec_unref(sh->v[k]);
+        memmove(sh->v + k, sh->v + k + 1, (sh->n - k - 1) * sizeof *sh->v);
+        sh->n--;
+    }
+    return 0;
+}
+
+static int index_put(snap_edit *e, int t, asset_rec *r)
+{
+    int i = shard_of(t, key_of(t, r));
+    shard *sh = own(e, t, i);
+    if (!sh)
+        return PACKER_ENOMEM;
+    size_t k = lower_bound(sh, t, key_of(t, r), r->id);
+    memmove(sh->v + k + 1, sh->v + k, (sh->n - k) * sizeof *sh->v);
+    sh->v[k] = rec_ref(r);
+    sh->n++;
+    return 0;
+}
+
+/* Reserve room in all three shards first so that a failure leaves the
+ * edit unchanged. */
+static int reserve(snap_edit *e, const asset_rec *r)
+{
+    for (int t = 0; t < T_COUNT; t++)
+        if (!own(e, t, shard_of(t, key_of(t, r))))
+            return pk_err(PACKER_ENOMEM, "out of memory");
+    return 0;
+}
+
+int snap_edit_del(snap_edit *e, const char *id)
+{
+    asset_rec *old = (asset_rec *)snap_by_id(e->s, id);
+    if (!old)
+        return PACKER_ENOTFOUND;
+    int rc = reserve(e, old);
+    if (rc)
+        return rc;
+    rec_ref(old);
+    for (int t = 0; t < T_COUNT; t++)
+        index_del(e, t, old);
+    e->s->count--;
+    e->s->included -= old->included;
+    e->dirty_id[snap_id_shard(id)] = true;
+    rec_unref(old);
+    return 0;
+}
+
+int snap_edit_put(snap_edit *e, asset_rec *r)
+{
+    int rc = reserve(e, r);
+    asset_rec *old = rc == 0 ? (asset_rec *)snap_by_id(e->s, r->id) : NULL;
+    if (rc == 0 && old)
+        rc = reserve(e, old);
+    if (rc == 0 && old)
+        snap_edit_del(e, r->id);
+    for (int t = 0; rc == 0 && t < T_COUNT; t++)
+        index_put(e, t, r); /* cannot fail: room reserved */
+    if (rc == 0) {
+        e->s->count++;
+        e->s->included += r->included;
+        e->dirty_id[snap_id_shard(r->id)] = true;
+    }
+    rec_unref(r);
+    return rc;
+}
+
+const snap *snap_edit_view(const snap_edit *e)
+{
+    return e->s;
+}
+
+bool snap_edit_dirty(const snap_edit *e, int i)
+{
+    return e->dirty_id[i];
+}
+
+snap *snap_edit_finish(snap_edit *e, uint64_t generation)
+{
+    snap *s = e->s;
+    s->generation = generation;
+    pk_free(e);
+    return s;
+}
+
+void snap_edit_abort(snap_edit *e)
+{
+    if (!e)
+        return;
+    snap_unref(e->s);
+    pk_free(e);
+}

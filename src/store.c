@@ -1,0 +1,393 @@
+/*
+ * store.c - the registry on disk, its journal, and the cross-process lock.
+ *
+ * Layout under <workspace>/.packer/:
+ *   registry/XX.json  one file per id shard (XX = first two hex digits of
+ *                     the asset id), assets sorted by id, canonical JSON;
+ *                     absent when the shard is empty
+ *   generation        commit counter, bumped by every commit
+ *   journal           present only between the commit point and the end of
+ *                     applying a commit
+ *   lock              flock()ed exclusively by the one process committing
+ *
+ * A commit (store_commit) is a list of whole-file writes and deletions. It
+ * is made durable as one journal file (temp, fsync, rename, fsync dir:
+ * the commit point), then each file is replaced with io_write_atomic, then
+ * the journal is removed. A crash before the rename leaves the old state;
+ * after it, store_recover() rolls the journal forward under the lock, so
+ * readers always find the old state or the new one, never a mix.
+ *
+ * Threads: a store belongs to one project; store_lock serializes processes
+ * (and projects within a process, each having its own descriptor). Every
+ * function but store_open/close must be called with the lock held, from
+ * the project's lane.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define REGISTRY_FORMAT 1
+
+struct store {
+    char *root;
+    char *owned;    /* .packer */
+    char *registry; /* .packer/registry */
+    char *journal;
+    char *generation;
+    int lock_fd;
+};
+
+int store_open(const char *root, store **out)
+{
+    store *st = pk_calloc(1, sizeof *st);
+    *out = NULL;
+    if (!st)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    st->lock_fd = -1;
+    st->root = pk_strdup(root);
+    st->owned = io_join(root, ".packer");
+    st->registry = io_join(root, ".packer/registry");
+    st->journal = io_join(root, ".packer/journal");
+    st->generation = io_join(root, ".packer/generation");
+    char *lock = io_join(root, ".packer/lock");
+    int rc = 0;
+    if (!st->root || !st->owned || !st->registry || !st->journal || !st->generation || !lock)
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = io_mkdirs(st->registry);
+    if (rc == 0 && (st->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+        rc = pk_err_errno("cannot open lock file", lock);
+    pk_free(lock);
+    if (rc) {
+        store_close(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    if (st->lock_fd >= 0)
+        close(st->lock_fd);
+    pk_free(st->root);
+    pk_free(st->owned);
+    pk_free(st->registry);
+    pk_free(st->journal);
+    pk_free(st->generation);
+    pk_free(st);
+}
+
+int store_lock(store *st)
+{
+    while (flock(st->lock_fd, LOCK_EX) < 0) {
+        if (errno != EINTR)
+            return pk_err_errno("cannot lock", ".packer/lock");
+    }
+    return 0;
+}
+
+void store_unlock(store *st)
+{
+    flock(st->lock_fd, LOCK_UN);
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+int txn_add(txn *t, const char *path, const char *content, size_t len)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        txn_op *ops = pk_realloc(t->ops, cap * sizeof *ops);
+        if (!ops)
+            return pk_err(PACKER_ENOMEM, "out of memory");
+        t->ops = ops;
+        t->cap = cap;
+    }
+    txn_op *op = &t->ops[t->n];
+    op->path = pk_strdup(path);
+    op->content = content ? pk_strndup(content, len) : NULL;
+    op->len = len;
+    if (!op->path || (content && !op->content)) {
+        pk_free(op->path);
+        pk_free(op->content);
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    t->n++;
+    return 0;
+}
+
+void txn_clear(txn *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        pk_free(t->ops[i].path);
+        pk_free(t->ops[i].content);
+    }
+    pk_free(t->ops);
+    memset(t, 0, sizeof *t);
+}
+
+static char *journal_text(const txn *t)
+{
+    cJSON *j = cJSON_CreateObject(), *ops = cJSON_CreateArray();
+    char *text = NULL;
+    if (!j || !ops || !cJSON_AddItemToObject(j, "ops", ops)) {
+        cJSON_Delete(ops);
+        goto out;
+    }
+    for (size_t i = 0; i < t->n; i++) {
+        cJSON *op = cJSON_CreateObject();
+        if (!op || !cJSON_AddItemToArray(ops, op) || !json_add_str(op, "path", t->ops[i].path))
+            goto out;
+        if (t->ops[i].content ? !json_add_str(op, "content", t->ops[i].content)
+                              : !cJSON_AddTrueToObject(op, "delete"))
+            goto out;
+    }
+    if (cJSON_AddNumberToObject(j, "format", REGISTRY_FORMAT))
+        text = json_canonical(j, false);
+out:
+    cJSON_Delete(j);
+    return text;
+}
+
+static int apply_op(store *st, const char *path, const char *content, size_t len)
+{
+    char *abs = io_join(st->root, path);
+    if (!abs)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = content ? io_write_atomic(abs, content, len) : io_unlink_durable(abs);
+    pk_free(abs);
+    return rc;
+}
+
+int store_commit(store *st, const txn *t)
+{
+    char *text = journal_text(t);
+    if (!text)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = io_write_atomic(st->journal, text, strlen(text));
+    pk_free(text);
+    if (rc)
+        return rc; /* before the commit point: nothing changed */
+    for (size_t i = 0; rc == 0 && i < t->n; i++)
+        rc = apply_op(st, t->ops[i].path, t->ops[i].content, t->ops[i].len);
+    if (rc == 0)
+        rc = io_unlink_durable(st->journal);
+    return rc;
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+static int replay(store *st)
+{
+    cJSON *j = NULL;
+    int rc = json_load_file(st->journal, ".packer/journal", &j);
+    if (rc == PACKER_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    const cJSON *ops = cJSON_GetObjectItemCaseSensitive(j, "ops"), *op;
+    if (!cJSON_IsArray(ops))
+        rc = pk_err(PACKER_EPARSE, ".packer/journal: \"ops\" must be an array");
+    cJSON_ArrayForEach(op, ops)
+    {
+        if (rc)
+            break;
+        const char *path = json_get_str(op, "path"), *content = json_get_str(op, "content");
+        char *safe = NULL;
+        if (!path || ws_confine(st->root, path, &safe) != 0)
+            rc = pk_err(PACKER_EPARSE, ".packer/journal: op with a bad \"path\"");
+        else
+            rc = apply_op(st, safe, content, content ? strlen(content) : 0);
+        pk_free(safe);
+    }
+    cJSON_Delete(j);
+    return rc ? rc : io_unlink_durable(st->journal);
+}
+
+/* Temp files of writers that died mid-write (the lock is ours now). */
+static void drop_litter(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strstr(e->d_name, ".tmp-")) {
+            char *p = io_join(dir, e->d_name);
+            if (p)
+                unlink(p);
+            pk_free(p);
+        }
+    closedir(d);
+}
+
+int store_recover(store *st)
+{
+    int rc = replay(st);
+    if (rc == 0) {
+        drop_litter(st->owned);
+        drop_litter(st->registry);
+    }
+    return rc;
+}
+
+int store_stamp_read(store *st, store_stamp *out)
+{
+    memset(out, 0, sizeof *out);
+    char *text = NULL;
+    int rc = io_read_file(st->generation, &text, NULL);
+    if (rc == 0) {
+        char *end;
+        errno = 0;
+        unsigned long long g = strtoull(text, &end, 10);
+        if (errno || end == text || (*end && *end != '\n'))
+            rc = pk_err(PACKER_EPARSE, ".packer/generation:1:1: expected a commit counter");
+        out->generation = g;
+    } else if (rc == PACKER_ENOTFOUND) {
+        rc = 0; /* a new workspace: generation 0 */
+    }
+    pk_free(text);
+    struct stat sb;
+    if (rc == 0 && stat(st->registry, &sb) == 0) {
+        out->dir_mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        out->dir_ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+    }
+    return rc;
+}
+
+bool store_stamp_eq(const store_stamp *a, const store_stamp *b)
+{
+    return a->generation == b->generation && a->dir_mtime_ns == b->dir_mtime_ns &&
+           a->dir_ctime_ns == b->dir_ctime_ns;
+}
+
+/* ---- shards ----------------------------------------------------------- */
+
+int store_shard_text(const snap *s, int i, char **out, size_t *len)
+{
+    size_t n;
+    const asset_rec *const *v = snap_shard_items(s, i, &n);
+    *out = NULL;
+    *len = 0;
+    if (n == 0)
+        return 0;
+    cJSON *j = cJSON_CreateObject(), *arr = cJSON_CreateArray();
+    int rc = 0;
+    if (!j || !arr || !cJSON_AddItemToObject(j, "assets", arr)) {
+        cJSON_Delete(arr);
+        rc = PACKER_ENOMEM;
+    }
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        cJSON *a = cJSON_CreateObject();
+        if (!a || !cJSON_AddItemToArray(arr, a) || !json_add_str(a, "address", v[k]->address) ||
+            !json_add_str(a, "asset_id", v[k]->id) ||
+            !cJSON_AddBoolToObject(a, "included", v[k]->included) ||
+            !json_add_str(a, "kind", v[k]->kind) || !json_add_str(a, "root", v[k]->root)) {
+            if (a && !a->prev)
+                cJSON_Delete(a);
+            rc = PACKER_ENOMEM;
+        }
+    }
+    if (rc == 0 && !cJSON_AddNumberToObject(j, "format", REGISTRY_FORMAT))
+        rc = PACKER_ENOMEM;
+    if (rc == 0 && !(*out = json_canonical(j, true)))
+        rc = PACKER_ENOMEM;
+    cJSON_Delete(j);
+    if (rc)
+        return pk_err(rc, "out of memory");
+    *len = strlen(*out);
+    return 0;
+}
+
+static int load_asset(const cJSON *a, const char *display, int idx, int shard_no, snap_edit *e)
+{
+    const char *id = json_get_str(a, "asset_id"), *root = json_get_str(a, "root");
+    const char *addr = json_get_str(a, "address"), *kind = json_get_str(a, "kind");
+    const cJSON *inc = cJSON_GetObjectItemCaseSensitive(a, "included");
+    const char *bad = !id || !*id ? "asset_id" : !root || !*root ? "root"
+                      : !addr ? "address" : !kind ? "kind" : !cJSON_IsBool(inc) ? "included"
+                                                                                 : NULL;
+    if (bad)
+        return pk_err(PACKER_EPARSE, "%s: assets[%d]: \"%s\" is missing or has the wrong type",
+                      display, idx, bad);
+    if (snap_id_shard(id) != shard_no)
+        return pk_err(PACKER_EPARSE, "%s: assets[%d]: asset_id %s belongs to another shard",
+                      display, idx, id);
+    asset_rec *r = rec_new(id, root, addr, kind, cJSON_IsTrue(inc));
+    if (!r)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    return snap_edit_put(e, r);
+}
+
+static int load_shard(store *st, const char *name, snap_edit *e)
+{
+    char *path = io_join(st->registry, name);
+    char *display = pk_asprintf(".packer/registry/%s", name);
+    cJSON *j = NULL;
+    int rc = path && display ? json_load_file(path, display, &j)
+                             : pk_err(PACKER_ENOMEM, "out of memory");
+    const cJSON *arr = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "assets") : NULL;
+    if (rc == 0 && !cJSON_IsArray(arr))
+        rc = pk_err(PACKER_EPARSE, "%s: \"assets\" must be an array", display);
+    int idx = 0, shard_no = (int)strtol(name, NULL, 16);
+    const cJSON *a;
+    cJSON_ArrayForEach(a, arr)
+    {
+        if (rc)
+            break;
+        rc = load_asset(a, display, idx++, shard_no, e);
+    }
+    cJSON_Delete(j);
+    pk_free(path);
+    pk_free(display);
+    return rc;
+}
+
+static bool is_shard_name(const char *n)
+{
+    return strlen(n) == 7 && strcmp(n + 2, ".json") == 0 && strchr("0123456789abcdef", n[0]) &&
+           strchr("0123456789abcdef", n[1]) && n[0] && n[1];
+}
+
+int store_load(store *st, snap **out)
+{
+    *out = NULL;
+    store_stamp stamp;
+    int rc = store_stamp_read(st, &stamp);
+    if (rc)
+        return rc;
+    snap *empty = snap_empty();
+    snap_edit *e = empty ? snap_edit_begin(empty) : NULL;
+    snap_unref(empty);
+    if (!e)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    DIR *d = opendir(st->registry);
+    if (!d) {
+        snap_edit_abort(e);
+        return errno == ENOENT ? (*out = snap_empty()) ? 0 : PACKER_ENOMEM
+                               : pk_err_errno("cannot list", ".packer/registry");
+    }
+    struct dirent *ent;
+    while (rc == 0 && (ent = readdir(d)))
+        if (is_shard_name(ent->d_name))
+            rc = load_shard(st, ent->d_name, e);
+    closedir(d);
+    if (rc) {
+        snap_edit_abort(e);
+        return rc;
+    }
+    *out = snap_edit_finish(e, stamp.generation);
+    return 0;
+}
