@@ -1,0 +1,5 @@
+local M = {}
+function M.think(self, dt)
+  return self.speed * dt
+end
+return M
