@@ -56,9 +56,9 @@ void cli_print_status(const cJSON *root)
 {
     const cJSON *d = cJSON_GetObjectItem(root, "data");
     const cJSON *a = cJSON_GetObjectItem(d, "assets");
-    printf("workspace   %s\nproject id  %s\nruntime     %s\ngeneration  %.0f\n"
+    printf("workspace   %s\nname        %s\nproject id  %s\nruntime     %s\ngeneration  %.0f\n"
            "assets      %.0f registered, %.0f included, %.0f excluded\n",
-           str(d, "root"), str(d, "project_id"), str(root, "runtime_state"),
+           str(d, "root"), str(d, "name"), str(d, "project_id"), str(root, "runtime_state"),
            cJSON_GetNumberValue(cJSON_GetObjectItem(d, "generation")),
            cJSON_GetNumberValue(cJSON_GetObjectItem(a, "registered")),
            cJSON_GetNumberValue(cJSON_GetObjectItem(a, "included")),

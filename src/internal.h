@@ -317,6 +317,10 @@ int project_begin_write(packer_project *p, op *o, snap **cur);
 /* In the lane with the lock held: commit txn, publish next (consumed). */
 int project_commit(packer_project *p, op *o, const txn *t, snap *next);
 void project_end_write(packer_project *p);
+/* Any thread: true when another process committed since our snapshot; the
+ * runtime then reports diverged until its next write reconciles. */
+bool project_check_disk(packer_project *p, op *o);
+const char *project_name(const packer_project *p);
 
 /* Resolve an asset given by id or address: the id, else the included
  * asset with that address, else any asset with that address. */

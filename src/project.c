@@ -243,6 +243,27 @@ void project_end_write(packer_project *p)
     store_unlock(p->st);
 }
 
+bool project_check_disk(packer_project *p, op *o)
+{
+    store_stamp disk, mine;
+    if (store_stamp_read(p->st, &disk) != 0)
+        return false;
+    pthread_mutex_lock(&p->snap_mu);
+    mine = p->stamp;
+    pthread_mutex_unlock(&p->snap_mu);
+    if (store_stamp_eq(&disk, &mine))
+        return false;
+    packer_state st = packer_project_state(p);
+    if (st == PACKER_STATE_HEALTHY || st == PACKER_STATE_STALE)
+        project_set_state(p, o, PACKER_STATE_DIVERGED);
+    return true;
+}
+
+const char *project_name(const packer_project *p)
+{
+    return p->cfg.name;
+}
+
 /* ---- open / close ------------------------------------------------------- */
 
 int packer_project_open(const char *dir, packer_bus *bus, packer_project **out)

@@ -173,6 +173,13 @@ void svc_status(op *o)
     cJSON *data = resp_data(o->r);
     json_add_str(data, "root", project_root_dir(o->p));
     json_add_str(data, "project_id", packer_project_id(o->p));
+    json_add_str(data, "name", project_name(o->p));
+    bool changed = project_check_disk(o->p, o);
+    cJSON_AddBoolToObject(data, "disk_changed", changed);
+    if (changed)
+        resp_diag(o->r, "warning", "registry_diverged", NULL, ".packer/registry",
+                  "the registry on disk was changed by another process; the next write "
+                  "reconciles");
     cJSON_AddNumberToObject(data, "generation", (double)snap_generation(s));
     cJSON *assets = cJSON_AddObjectToObject(data, "assets");
     if (assets) {
