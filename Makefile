@@ -34,38 +34,48 @@ EXAMPLES = $(BUILD)/examples/host
 SOVERSION = 0
 TARGETS  = $(BUILD)/libpacker.a $(BUILD)/libpacker.so $(BUILD)/packer $(BUILD)/lua/packer.so
 
-.PHONY: all deps demo test test-c test-lua test-sanitize bench install clean fuzz
+.PHONY: all deps demo test test-sanitize bench install clean fuzz
 all: $(TARGETS) $(EXAMPLES)
 
 deps:
 	@sh scripts/deps.sh
 
+V ?= 0
+Q := $(if $(filter 1,$(V)),,@)
+
 $(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libpacker.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libpacker.so: $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libpacker.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,-soname,libpacker.so.$(SOVERSION) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/packer: $(CLI_OBJ) $(BUILD)/libpacker.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libpacker.a $(LIBS) $(LUALIB) $(RLLIB) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libpacker.a $(LIBS) $(LUALIB) $(RLLIB) -lm
 
 # The Lua module takes its Lua symbols from the interpreter that loads it.
 $(BUILD)/lua/packer.so: $(BUILD)/obj/lua_packer.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/check.h $(BUILD)/libpacker.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
 
 $(BUILD)/examples/host: examples/host/host.c $(BUILD)/libpacker.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
 
 demo:
 	@sh scripts/deps.sh
@@ -85,6 +95,14 @@ test-sanitize:
 	    build-tsan/libpacker.a $(patsubst $(BUILD)/%,build-tsan/%,$(C_TESTS))
 	@TSAN_OPTIONS=halt_on_error=1 PACKER_SANITIZE=tsan sh scripts/run-tests.sh build-tsan c
 
+# libFuzzer harness for every parser of untrusted bytes (needs clang).
+fuzz:
+	@mkdir -p build-fuzz
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    $(shell pkg-config --cflags $(PKGS)) -o build-fuzz/fuzz_parsers \
+	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(LIBS) -pthread -lm
+	@echo "run: build-fuzz/fuzz_parsers -max_total_time=60 spec/fuzz/corpus"
+
 bench: all
 	@sh scripts/bench.sh $(BUILD)
 
@@ -103,4 +121,4 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/packer.pc
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz build-clang

@@ -112,6 +112,8 @@ typedef struct {
 
 int ws_find(const char *start, char **out_root);
 int ws_load(const char *dir, ws_config *out);
+/* Validate packer.json text; fills project_id, name and format of out. */
+int ws_parse_config(const char *text, size_t len, ws_config *out);
 void ws_config_clear(ws_config *c);
 int ws_create(const char *dir, const char *name, ws_config *out);
 /* Normalize a workspace-relative path: '/' separators, no '.', no empty
@@ -137,6 +139,8 @@ typedef struct {
 /* Load and validate <root>/<asset_root>/asset.json. Errors name the file
  * (workspace-relative) and position. */
 int manifest_load(const char *root, const char *asset_root, manifest **out);
+/* Validate manifest text already in memory (display names it in errors). */
+int manifest_parse(const char *text, size_t len, const char *display, manifest **out);
 void manifest_free(manifest *m);
 /* Minimal manifest text for `kind` listing the regular files of the
  * directory (sorted, dotfiles skipped). Caller frees. */
@@ -230,6 +234,9 @@ int store_stamp_read(store *st, store_stamp *out);
 bool store_stamp_eq(const store_stamp *a, const store_stamp *b);
 /* Under the lock: read every registry shard into a fresh snapshot. */
 int store_load(store *st, snap **out);
+/* Parse one shard file's text into the edit (errors name `display`). */
+int store_parse_shard(const char *text, size_t len, const char *display, int shard_no,
+                      snap_edit *e);
 /* Serialize id shard i of s into its file text (NULL when empty). */
 int store_shard_text(const snap *s, int i, char **out, size_t *len);
 

@@ -91,25 +91,12 @@ static int validate(const cJSON *j, const char *text, const char *display, manif
     return 0;
 }
 
-int manifest_load(const char *root, const char *asset_root, manifest **out)
+int manifest_parse(const char *text, size_t len, const char *display, manifest **out)
 {
-    *out = NULL;
-    char *dir = io_join(root, asset_root);
-    char *path = dir ? io_join(dir, "asset.json") : NULL;
-    char *display = io_join(asset_root, "asset.json");
-    char *text = NULL;
     cJSON *j = NULL;
-    size_t len;
     manifest *m = pk_calloc(1, sizeof *m);
-    int rc = (!dir || !path || !display || !m) ? pk_err(PACKER_ENOMEM, "out of memory") : 0;
-    if (rc == 0) {
-        rc = io_read_file(path, &text, &len);
-        if (rc == PACKER_ENOTFOUND)
-            rc = pk_err(PACKER_ENOTFOUND, "%s: no manifest (asset.json) in this directory",
-                        display);
-    }
-    if (rc == 0)
-        rc = json_parse_text(text, len, display, &j);
+    *out = NULL;
+    int rc = m ? json_parse_text(text, len, display, &j) : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
         rc = validate(j, text, display, m);
     if (rc == 0) {
@@ -118,6 +105,26 @@ int manifest_load(const char *root, const char *asset_root, manifest **out)
     }
     manifest_free(m);
     cJSON_Delete(j);
+    return rc;
+}
+
+int manifest_load(const char *root, const char *asset_root, manifest **out)
+{
+    *out = NULL;
+    char *dir = io_join(root, asset_root);
+    char *path = dir ? io_join(dir, "asset.json") : NULL;
+    char *display = io_join(asset_root, "asset.json");
+    char *text = NULL;
+    size_t len;
+    int rc = (!dir || !path || !display) ? pk_err(PACKER_ENOMEM, "out of memory") : 0;
+    if (rc == 0) {
+        rc = io_read_file(path, &text, &len);
+        if (rc == PACKER_ENOTFOUND)
+            rc = pk_err(PACKER_ENOTFOUND, "%s: no manifest (asset.json) in this directory",
+                        display);
+    }
+    if (rc == 0)
+        rc = manifest_parse(text, len, display, out);
     pk_free(text);
     pk_free(dir);
     pk_free(path);

@@ -331,17 +331,15 @@ static int load_asset(const cJSON *a, const char *display, int idx, int shard_no
     return snap_edit_put(e, r);
 }
 
-static int load_shard(store *st, const char *name, snap_edit *e)
+int store_parse_shard(const char *text, size_t len, const char *display, int shard_no,
+                      snap_edit *e)
 {
-    char *path = io_join(st->registry, name);
-    char *display = pk_asprintf(".packer/registry/%s", name);
     cJSON *j = NULL;
-    int rc = path && display ? json_load_file(path, display, &j)
-                             : pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = json_parse_text(text, len, display, &j);
     const cJSON *arr = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "assets") : NULL;
     if (rc == 0 && !cJSON_IsArray(arr))
         rc = pk_err(PACKER_EPARSE, "%s: \"assets\" must be an array", display);
-    int idx = 0, shard_no = (int)strtol(name, NULL, 16);
+    int idx = 0;
     const cJSON *a;
     cJSON_ArrayForEach(a, arr)
     {
@@ -350,6 +348,20 @@ static int load_shard(store *st, const char *name, snap_edit *e)
         rc = load_asset(a, display, idx++, shard_no, e);
     }
     cJSON_Delete(j);
+    return rc;
+}
+
+static int load_shard(store *st, const char *name, snap_edit *e)
+{
+    char *path = io_join(st->registry, name);
+    char *display = pk_asprintf(".packer/registry/%s", name);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = path && display ? io_read_file(path, &text, &len)
+                             : pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = store_parse_shard(text, len, display, (int)strtol(name, NULL, 16), e);
+    pk_free(text);
     pk_free(path);
     pk_free(display);
     return rc;

@@ -58,10 +58,40 @@ void ws_config_clear(ws_config *c)
     memset(c, 0, sizeof *c);
 }
 
+int ws_parse_config(const char *text, size_t len, ws_config *out)
+{
+    cJSON *j = NULL;
+    int rc = json_parse_text(text, len, CONFIG_FILE, &j);
+    if (rc == 0 && !cJSON_IsObject(j))
+        rc = pk_err(PACKER_EPARSE, "%s:1:1: must be a JSON object", CONFIG_FILE);
+    const cJSON *fmt = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
+    const char *id = rc == 0 ? json_get_str(j, "project_id") : NULL;
+    const char *name = rc == 0 ? json_get_str(j, "name") : NULL;
+    if (rc == 0 && !cJSON_IsNumber(fmt))
+        rc = json_field_err(CONFIG_FILE, text, "format", "\"format\" must be a number");
+    else if (rc == 0 && fmt->valuedouble != PACKER_WORKSPACE_FORMAT)
+        rc = json_field_err(CONFIG_FILE, text, "format",
+                            "unsupported workspace format %g (this packer reads %d)",
+                            fmt->valuedouble, PACKER_WORKSPACE_FORMAT);
+    else if (rc == 0 && (!id || !*id))
+        rc = json_field_err(CONFIG_FILE, text, "project_id",
+                            "\"project_id\" must be a non-empty string");
+    else if (rc == 0 && !name)
+        rc = json_field_err(CONFIG_FILE, text, "name", "\"name\" must be a string");
+    if (rc == 0) {
+        out->format = PACKER_WORKSPACE_FORMAT;
+        out->project_id = pk_strdup(id);
+        out->name = pk_strdup(name);
+        if (!out->project_id || !out->name)
+            rc = pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    cJSON_Delete(j);
+    return rc;
+}
+
 static int config_parse(const char *root, ws_config *out)
 {
     char *path = io_join(root, CONFIG_FILE), *text = NULL;
-    cJSON *j = NULL;
     size_t len;
     if (!path)
         return pk_err(PACKER_ENOMEM, "out of memory");
@@ -71,31 +101,7 @@ static int config_parse(const char *root, ws_config *out)
         return pk_err(PACKER_ENOWORKSPACE, "%s: not a packer workspace (no %s)", root,
                       CONFIG_FILE);
     if (rc == 0)
-        rc = json_parse_text(text, len, CONFIG_FILE, &j);
-    if (rc == 0 && !cJSON_IsObject(j))
-        rc = pk_err(PACKER_EPARSE, "%s:1:1: must be a JSON object", CONFIG_FILE);
-    const cJSON *fmt = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "format") : NULL;
-    const char *id = rc == 0 ? json_get_str(j, "project_id") : NULL;
-    const char *name = rc == 0 ? json_get_str(j, "name") : NULL;
-    if (rc == 0 && !cJSON_IsNumber(fmt))
-        rc = json_field_err(CONFIG_FILE, text, "format", "\"format\" must be a number");
-    else if (rc == 0 && fmt->valueint != PACKER_WORKSPACE_FORMAT)
-        rc = json_field_err(CONFIG_FILE, text, "format",
-                            "unsupported workspace format %d (this packer reads %d)",
-                            fmt->valueint, PACKER_WORKSPACE_FORMAT);
-    else if (rc == 0 && (!id || !*id))
-        rc = json_field_err(CONFIG_FILE, text, "project_id",
-                            "\"project_id\" must be a non-empty string");
-    else if (rc == 0 && !name)
-        rc = json_field_err(CONFIG_FILE, text, "name", "\"name\" must be a string");
-    if (rc == 0) {
-        out->format = fmt->valueint;
-        out->project_id = pk_strdup(id);
-        out->name = pk_strdup(name);
-        if (!out->project_id || !out->name)
-            rc = pk_err(PACKER_ENOMEM, "out of memory");
-    }
-    cJSON_Delete(j);
+        rc = ws_parse_config(text, len, out);
     pk_free(text);
     return rc;
 }
