@@ -333,6 +333,9 @@ const char *project_name(const packer_project *p);
  * asset with that address, else any asset with that address. */
 const asset_rec *svc_find_asset(const snap *s, const char *key);
 cJSON *svc_asset_json(const asset_rec *a);
+/* The asset named by params.asset in s, or NULL after refusing the
+ * response (invalid_params or unknown_asset blocker). */
+const asset_rec *svc_lookup(op *o, const snap *s);
 
 /* registry.c */
 void svc_register_asset(op *o);

@@ -328,20 +328,27 @@ static int l_call(lua_State *L)
     return call_service(L, name, lua_isnil(L, 3) ? 0 : 3);
 }
 
+/* Push at index 4 a fresh params table holding a copy of the options
+ * table at index 3 (if any), so that callers' tables are never modified. */
+static void params_from_opts(lua_State *L)
+{
+    lua_settop(L, 3);
+    lua_newtable(L);
+    if (!lua_istable(L, 3))
+        return;
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_settable(L, 4);
+    }
+}
+
 /* Builds {key = arg2} merged with the optional options table at arg3. */
 static int call_with_asset(lua_State *L, const char *name)
 {
     const char *asset = luaL_checkstring(L, 2);
-    lua_settop(L, 3);
-    lua_newtable(L);
-    if (lua_istable(L, 3)) {
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, 4);
-        }
-    }
+    params_from_opts(L);
     lua_pushstring(L, asset);
     lua_setfield(L, 4, "asset");
     return call_service(L, name, 4);
@@ -350,16 +357,7 @@ static int call_with_asset(lua_State *L, const char *name)
 static int l_register(lua_State *L)
 {
     luaL_argcheck(L, lua_isstring(L, 2) || lua_istable(L, 2), 2, "path or list of paths");
-    lua_settop(L, 3);
-    lua_newtable(L);
-    if (lua_istable(L, 3)) {
-        lua_pushnil(L);
-        while (lua_next(L, 3)) {
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_settable(L, 4);
-        }
-    }
+    params_from_opts(L);
     if (lua_isstring(L, 2)) {
         lua_createtable(L, 1, 0);
         lua_pushvalue(L, 2);
@@ -371,52 +369,19 @@ static int l_register(lua_State *L)
     return call_service(L, "register_asset", 4);
 }
 
-static int l_include(lua_State *L)
+/* Methods that take (asset [, opts]) or ([opts]): the service name is the
+ * closure's upvalue (see luaopen_packer). */
+static int l_asset_method(lua_State *L)
 {
-    return call_with_asset(L, "include_asset_in_build");
+    return call_with_asset(L, lua_tostring(L, lua_upvalueindex(1)));
 }
 
-static int l_exclude(lua_State *L)
-{
-    return call_with_asset(L, "exclude_asset_from_build");
-}
-
-static int l_remove(lua_State *L)
-{
-    return call_with_asset(L, "remove_asset");
-}
-
-static int l_details(lua_State *L)
-{
-    return call_with_asset(L, "get_asset_details");
-}
-
-static int l_opts_service(lua_State *L, const char *name)
+static int l_opts_method(lua_State *L)
 {
     lua_settop(L, 2);
     if (!lua_isnil(L, 2))
         luaL_checktype(L, 2, LUA_TTABLE);
-    return call_service(L, name, lua_isnil(L, 2) ? 0 : 2);
-}
-
-static int l_list(lua_State *L)
-{
-    return l_opts_service(L, "list_assets");
-}
-
-static int l_status(lua_State *L)
-{
-    return l_opts_service(L, "status");
-}
-
-static int l_doctor(lua_State *L)
-{
-    return l_opts_service(L, "doctor");
-}
-
-static int l_build(lua_State *L)
-{
-    return l_opts_service(L, "build");
+    return call_service(L, lua_tostring(L, lua_upvalueindex(1)), lua_isnil(L, 2) ? 0 : 2);
 }
 
 static int l_on(lua_State *L)
@@ -517,16 +482,21 @@ static int l_find(lua_State *L)
     return 1;
 }
 
+static const char *const ASSET_METHODS[] = {"include_asset_in_build", "exclude_asset_from_build",
+                                           "remove_asset", "get_asset_details", NULL};
+static const char *const OPTS_METHODS[] = {"list_assets", "status", "doctor", "build", NULL};
+
+static void add_service_methods(lua_State *L, const char *const *names, lua_CFunction fn)
+{
+    for (; *names; names++) {
+        lua_pushstring(L, *names);
+        lua_pushcclosure(L, fn, 1);
+        lua_setfield(L, -2, *names);
+    }
+}
+
 static const luaL_Reg project_methods[] = {
     {"register_asset", l_register},
-    {"include_asset_in_build", l_include},
-    {"exclude_asset_from_build", l_exclude},
-    {"remove_asset", l_remove},
-    {"list_assets", l_list},
-    {"get_asset_details", l_details},
-    {"status", l_status},
-    {"doctor", l_doctor},
-    {"build", l_build},
     {"call", l_call},
     {"on", l_on},
     {"poll", l_poll},
@@ -550,26 +520,31 @@ static const luaL_Reg module_fns[] = {
     {NULL, NULL},
 };
 
+/* Both __gc and __close release the handle: `local p <close>` works. */
+static void set_finalizers(lua_State *L, lua_CFunction fn)
+{
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, "__close");
+}
+
 int luaopen_packer(lua_State *L)
 {
     luaL_newmetatable(L, BUS_MT);
     luaL_newlib(L, bus_methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_bus_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_bus_gc);
-    lua_setfield(L, -2, "__close");
+    set_finalizers(L, l_bus_gc);
     lua_pop(L, 1);
 
     luaL_newmetatable(L, PROJECT_MT);
     luaL_newlib(L, project_methods);
+    add_service_methods(L, ASSET_METHODS, l_asset_method);
+    add_service_methods(L, OPTS_METHODS, l_opts_method);
     lua_setfield(L, -2, "__methods");
     lua_pushcfunction(L, l_index);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_close);
-    lua_setfield(L, -2, "__close");
+    set_finalizers(L, l_close);
     lua_pushcfunction(L, l_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);

@@ -24,6 +24,23 @@ const asset_rec *svc_find_asset(const snap *s, const char *key)
     return a;
 }
 
+const asset_rec *svc_lookup(op *o, const snap *s)
+{
+    const char *key = json_get_str(o->params, "asset");
+    const asset_rec *a = key ? svc_find_asset(s, key) : NULL;
+    char msg[600];
+    if (!key)
+        snprintf(msg, sizeof msg, "\"asset\" (an asset id or address) is required");
+    else if (!a)
+        snprintf(msg, sizeof msg, "%s: no registered asset with this id or address", key);
+    if (!a) {
+        resp_status(o->r, PACKER_STATUS_REFUSED);
+        resp_blocker(o->r, key ? "unknown_asset" : "invalid_params", msg);
+        resp_summary(o->r, "%s", msg);
+    }
+    return a;
+}
+
 cJSON *svc_asset_json(const asset_rec *a)
 {
     cJSON *j = cJSON_CreateObject();
@@ -108,21 +125,9 @@ static cJSON *input_json(op *o, const asset_rec *a, const char *input)
 
 void svc_get_asset_details(op *o)
 {
-    const char *key = json_get_str(o->params, "asset");
-    if (!key) {
-        resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "invalid_params", "\"asset\" (an asset id or address) is required");
-        resp_summary(o->r, "no asset given");
-        return;
-    }
     snap *s = project_snapshot(o->p);
-    const asset_rec *a = svc_find_asset(s, key);
+    const asset_rec *a = svc_lookup(o, s);
     if (!a) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s: no registered asset with this id or address", key);
-        resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "unknown_asset", msg);
-        resp_summary(o->r, "%s", msg);
         snap_unref(s);
         return;
     }

@@ -115,24 +115,10 @@ static int reg_manifest(reg_ctx *c, const char *rel, manifest **m)
     rc = abs && mpath ? manifest_minimal(abs, c->kind, &text) : PACKER_ENOMEM;
     if (rc == 0)
         rc = txn_add(&c->t, mpath, text, strlen(text));
-    if (rc == 0) {
-        cJSON *j = NULL;
-        rc = json_parse_text(text, strlen(text), mpath, &j);
-        cJSON *in = j ? cJSON_GetObjectItem(j, "inputs") : NULL;
-        *m = pk_calloc(1, sizeof **m);
-        if (*m && in) {
-            (*m)->kind = pk_strdup(c->kind);
-            (*m)->ninputs = 0;
-            (*m)->inputs = pk_calloc((size_t)cJSON_GetArraySize(in) + 1, sizeof(char *));
-            const cJSON *s;
-            cJSON_ArrayForEach(s, in)(*m)->inputs[(*m)->ninputs++] = pk_strdup(s->valuestring);
-        }
-        cJSON_Delete(j);
-        if (!*m || !(*m)->kind || !(*m)->inputs)
-            rc = pk_err(PACKER_ENOMEM, "out of memory");
-        else
-            cJSON_AddItemToArray(c->manifests, cJSON_CreateString(mpath));
-    }
+    if (rc == 0)
+        rc = manifest_parse(text, strlen(text), mpath, m);
+    if (rc == 0 && !cJSON_AddItemToArray(c->manifests, cJSON_CreateString(mpath)))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
     pk_free(abs);
     pk_free(mpath);
     pk_free(text);
@@ -351,27 +337,14 @@ out:
 /* Shared start of the single-asset services: lock, look up. */
 static const asset_rec *begin_single(op *o, snap **cur)
 {
-    const char *key = json_get_str(o->params, "asset");
-    if (!key) {
-        resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "invalid_params", "\"asset\" (an asset id or address) is required");
-        resp_summary(o->r, "no asset given");
-        return NULL;
-    }
+    if (!json_get_str(o->params, "asset"))
+        return svc_lookup(o, *cur); /* refuses: nothing to look up */
     int rc = project_begin_write(o->p, o, cur);
     if (rc) {
         fail_io(o, rc);
         return NULL;
     }
-    const asset_rec *a = svc_find_asset(*cur, key);
-    if (!a) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "%s: no registered asset with this id or address", key);
-        resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "unknown_asset", msg);
-        resp_summary(o->r, "%s", msg);
-    }
-    return a;
+    return svc_lookup(o, *cur);
 }
 
 static void set_included(op *o, bool include)

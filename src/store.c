@@ -291,13 +291,14 @@ int store_shard_text(const snap *s, int i, char **out, size_t *len)
     }
     for (size_t k = 0; rc == 0 && k < n; k++) {
         cJSON *a = cJSON_CreateObject();
-        if (!a || !cJSON_AddItemToArray(arr, a) || !json_add_str(a, "address", v[k]->address) ||
-            !json_add_str(a, "asset_id", v[k]->id) ||
-            !cJSON_AddBoolToObject(a, "included", v[k]->included) ||
-            !json_add_str(a, "kind", v[k]->kind) || !json_add_str(a, "root", v[k]->root)) {
-            if (a && !a->prev)
-                cJSON_Delete(a);
+        if (!a || !cJSON_AddItemToArray(arr, a)) {
+            cJSON_Delete(a);
             rc = PACKER_ENOMEM;
+        } else if (!json_add_str(a, "address", v[k]->address) ||
+                   !json_add_str(a, "asset_id", v[k]->id) ||
+                   !cJSON_AddBoolToObject(a, "included", v[k]->included) ||
+                   !json_add_str(a, "kind", v[k]->kind) || !json_add_str(a, "root", v[k]->root)) {
+            rc = PACKER_ENOMEM; /* a belongs to arr: freed with j */
         }
     }
     if (rc == 0 && !cJSON_AddNumberToObject(j, "format", REGISTRY_FORMAT))
