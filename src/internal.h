@@ -242,8 +242,10 @@ int store_shard_text(const snap *s, int i, char **out, size_t *len);
 
 int txn_add(txn *t, const char *path, const char *content, size_t len);
 void txn_clear(txn *t);
-/* Under the lock: make t durable (journal), apply it, retire the journal. */
-int store_commit(store *st, const txn *t);
+/* Under the lock: make t durable (journal), apply it, retire the journal.
+ * *durable tells whether the commit point was passed, even on error: then
+ * the disk holds the new state, or will once the journal is rolled forward. */
+int store_commit(store *st, const txn *t, bool *durable);
 
 /* ---- lane.c: the per-project write lane ------------------------------- */
 

@@ -221,16 +221,18 @@ int project_commit(packer_project *p, op *o, const txn *t, snap *next)
 {
     project_set_state(p, o, PACKER_STATE_COMMITTING);
     store_stamp stamp;
-    int rc = store_commit(p->st, t);
+    bool durable;
+    int rc = store_commit(p->st, t, &durable);
     if (rc == 0)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", packer_last_error());
         snap_unref(next);
-        /* the disk may hold the new state (journal past its commit point):
-         * memory no longer matches it until the next write reconciles */
-        project_set_state(p, o, PACKER_STATE_DIVERGED);
+        /* past the commit point the disk holds (or will, once the journal
+         * is rolled forward) the new state: memory no longer matches it
+         * until the next write reconciles. Before it, nothing changed. */
+        project_set_state(p, o, durable ? PACKER_STATE_DIVERGED : PACKER_STATE_HEALTHY);
         return pk_err(rc, "%s", msg);
     }
     publish(p, next, &stamp);

@@ -171,8 +171,9 @@ static int apply_op(store *st, const char *path, const char *content, size_t len
     return rc;
 }
 
-int store_commit(store *st, const txn *t)
+int store_commit(store *st, const txn *t, bool *durable)
 {
+    *durable = false;
     char *text = journal_text(t);
     if (!text)
         return pk_err(PACKER_ENOMEM, "out of memory");
@@ -180,6 +181,7 @@ int store_commit(store *st, const txn *t)
     pk_free(text);
     if (rc)
         return rc; /* before the commit point: nothing changed */
+    *durable = true;
     for (size_t i = 0; rc == 0 && i < t->n; i++)
         rc = apply_op(st, t->ops[i].path, t->ops[i].content, t->ops[i].len);
     if (rc == 0)
