@@ -512,7 +512,19 @@ static const luaL_Reg bus_methods[] = {
     {NULL, NULL},
 };
 
+/* packer.hash(bytes) -> XXH3-128 as 32 hex digits, as in get_asset_details */
+static int l_hash(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[HASH_HEX_LEN + 1];
+    hash_hex(s, len, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
 static const luaL_Reg module_fns[] = {
+    {"hash", l_hash},
     {"open", l_open},
     {"init", l_init},
     {"bus", l_bus_new},
