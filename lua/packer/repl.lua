@@ -65,6 +65,12 @@ local function compile(src, env)
   return load(src, "=repl", "t", env)
 end
 
+-- A traceback of the user's chunk only: the REPL's own frames are noise.
+local function user_traceback(err)
+  local tb = debug.traceback(tostring(err), 2)
+  return (tb:gsub("\n%s*%[C%]: in function 'xpcall'.*$", ""))
+end
+
 local function report(ok, ...)
   if not ok then
     io.stderr:write(tostring((...)), "\n")
@@ -96,7 +102,7 @@ function M.run(opts)
     end
     if src:match("%S") then opts.add_history(src) end
     if fn then
-      report(xpcall(fn, debug.traceback))
+      report(xpcall(fn, user_traceback))
     elseif src:match("%S") then
       io.stderr:write(err, "\n")
     end
