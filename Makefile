@@ -103,7 +103,11 @@ fuzz:
 	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(LIBS) -pthread -lm
 	@echo "run: build-fuzz/fuzz_parsers -max_total_time=60 spec/fuzz/corpus"
 
-bench: all
+$(BUILD)/bench_registry: scripts/bench_registry.c $(BUILD)/libpacker.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+
+bench: all $(BUILD)/bench_registry
 	@sh scripts/bench.sh $(BUILD)
 
 install: all

@@ -70,6 +70,12 @@ static int exit_code_of(const cJSON *root)
                                                                          : EXIT_DONE;
 }
 
+static void print_json(const packer_response *r)
+{
+    const char *text = packer_response_json(r, 1);
+    fputs(text ? text : "{\"status\": \"failed\", \"summary\": \"out of memory\"}\n", stdout);
+}
+
 /* A failure before any service ran (no workspace, unreadable packer.json):
  * in --json mode still one response object on stdout. */
 static int fail_early(cli *c, int rc)
@@ -84,7 +90,7 @@ static int fail_early(cli *c, int rc)
                       NULL, packer_last_error());
             packer_response *out = resp_finish(r, PACKER_STATE_FAILED);
             if (out)
-                fputs(packer_response_json(out, 1), stdout);
+                print_json(out);
             packer_response_free(out);
             resp_free(r);
         }
@@ -142,7 +148,7 @@ static int call(cli *c, const char *service, cJSON *params, printer print)
         fputs("\r\033[K", stderr);
     const cJSON *root = response_root(r);
     if (c->json)
-        fputs(packer_response_json(r, 1), stdout);
+        print_json(r);
     else
         (print && strcmp(json_get_str(root, "status"), "ok") == 0 ? print : print_human)(root);
     int code = exit_code_of(root);
@@ -213,7 +219,7 @@ static int cmd_init(cli *c, int argc, char **argv)
     packer_bus_flush(c->bus);
     const cJSON *root = response_root(r);
     if (c->json)
-        fputs(packer_response_json(r, 1), stdout);
+        print_json(r);
     else
         print_human(root);
     int code = exit_code_of(root);

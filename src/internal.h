@@ -84,6 +84,8 @@ int json_field_err(const char *display, const char *text, const char *key, const
 /* Canonical text: keys sorted, 2-space indent when pretty, trailing
  * newline when pretty. Sorts `item` in place. Caller frees (pk_free). */
 char *json_canonical(cJSON *item, bool pretty);
+/* Sort object keys recursively, in place; false when out of memory. */
+bool json_sort_keys(cJSON *item);
 /* cJSON helpers that respect fault injection and return NULL on ENOMEM. */
 cJSON *json_add_str(cJSON *obj, const char *key, const char *val);
 cJSON *json_str_array(const char *const *v, size_t n);
@@ -183,8 +185,9 @@ const asset_rec *snap_by_root(const snap *s, const char *root);
 const asset_rec *snap_included_by_address(const snap *s, const char *addr);
 /* First asset (lowest id) with this address, included or not. */
 const asset_rec *snap_by_address(const snap *s, const char *addr);
-/* All records, sorted by root; array caller frees, records borrowed. */
-const asset_rec **snap_all(const snap *s, size_t *n);
+/* All records sorted by root; borrowed, lives as long as s (computed once
+ * per snapshot). NULL when out of memory. */
+const asset_rec *const *snap_all(const snap *s, size_t *n);
 /* Records of id shard i (0..255), sorted by id; borrowed. */
 const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n);
 int snap_id_shard(const char *id);

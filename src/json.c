@@ -172,16 +172,22 @@ static int key_cmp(const void *a, const void *b)
 
 /* Sort object members by key, recursively; keeps cJSON's list invariants
  * (child->prev is the last element, last->next is NULL). */
-static bool sort_keys(cJSON *item)
+bool json_sort_keys(cJSON *item)
 {
     for (cJSON *c = item->child; c; c = c->next)
-        if (!sort_keys(c))
+        if (!json_sort_keys(c))
             return false;
     if (!cJSON_IsObject(item) || !item->child || !item->child->next)
         return true;
     size_t n = 0;
-    for (cJSON *c = item->child; c; c = c->next)
+    bool sorted = true;
+    for (cJSON *c = item->child; c; c = c->next) {
         n++;
+        if (c->next && key_cmp(&c, &c->next) > 0)
+            sorted = false;
+    }
+    if (sorted) /* the common case: packer builds objects in key order */
+        return true;
     cJSON **v = pk_malloc(n * sizeof *v);
     if (!v)
         return false;
@@ -240,7 +246,7 @@ static void emit(sbuf *b, const cJSON *j, bool pretty, int depth)
 
 char *json_canonical(cJSON *item, bool pretty)
 {
-    if (!item || !sort_keys(item))
+    if (!item || !json_sort_keys(item))
         return NULL;
     sbuf b = {0};
     emit(&b, item, pretty, 0);

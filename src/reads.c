@@ -44,9 +44,10 @@ const asset_rec *svc_lookup(op *o, const snap *s)
 cJSON *svc_asset_json(const asset_rec *a)
 {
     cJSON *j = cJSON_CreateObject();
-    if (j && (!json_add_str(j, "asset_id", a->id) || !json_add_str(j, "address", a->address) ||
-              !json_add_str(j, "root", a->root) || !json_add_str(j, "kind", a->kind) ||
-              !cJSON_AddBoolToObject(j, "included", a->included))) {
+    /* keys in canonical order, so that rendering has nothing to sort */
+    if (j && (!json_add_str(j, "address", a->address) || !json_add_str(j, "asset_id", a->id) ||
+              !cJSON_AddBoolToObject(j, "included", a->included) ||
+              !json_add_str(j, "kind", a->kind) || !json_add_str(j, "root", a->root))) {
         cJSON_Delete(j);
         return NULL;
     }
@@ -74,7 +75,7 @@ void svc_list_assets(op *o)
     }
     snap *s = project_snapshot(o->p);
     size_t n = 0, shown = 0;
-    const asset_rec **v = snap_all(s, &n);
+    const asset_rec *const *v = snap_all(s, &n);
     cJSON *data = resp_data(o->r);
     cJSON *arr = data ? cJSON_AddArrayToObject(data, "assets") : NULL;
     for (size_t i = 0; v && i < n; i++) {
@@ -87,7 +88,6 @@ void svc_list_assets(op *o)
         cJSON_AddNumberToObject(data, "count", (double)shown);
     resp_summary(o->r, "%zu asset%s (%zu registered, %zu included)", shown, shown == 1 ? "" : "s",
                  snap_count(s), snap_included_count(s));
-    pk_free(v);
     snap_unref(s);
 }
 

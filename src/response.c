@@ -2,13 +2,16 @@
  * response.c - the structured response every service returns.
  *
  * A resp is built by one operation on one thread; resp_finish() freezes it
- * into a packer_response, whose JSON forms are rendered once, up front, so
- * that a finished response is immutable and readable from any thread.
+ * into a packer_response: immutable, readable from any thread. Its keys are
+ * sorted once at finish; each JSON form is rendered on first request, under
+ * the response's own mutex, so a caller that wants one form (or none, like
+ * the Lua module) does not pay for both.
  * Allocation failures while building are remembered and reported by
  * resp_finish() returning NULL, so service code can stay linear.
  *
  * Threads: a resp belongs to its builder; a packer_response to anyone.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +28,7 @@ struct resp {
 
 struct packer_response {
     cJSON *root;
+    pthread_mutex_t mu; /* guards the lazy rendering of pretty/compact */
     char *pretty, *compact;
     packer_status status;
     packer_op_class cls;
@@ -199,9 +203,8 @@ packer_response *resp_finish(resp *r, packer_state state)
     out->status = r->status;
     out->cls = r->cls;
     out->state = state;
-    out->pretty = json_canonical(out->root, true);
-    out->compact = out->pretty ? json_canonical(out->root, false) : NULL;
-    if (!out->compact) {
+    pthread_mutex_init(&out->mu, NULL);
+    if (!json_sort_keys(out->root)) {
         packer_response_free(out);
         return NULL;
     }
@@ -217,6 +220,7 @@ void packer_response_free(packer_response *r)
     cJSON_Delete(r->root);
     pk_free(r->pretty);
     pk_free(r->compact);
+    pthread_mutex_destroy(&r->mu);
     pk_free(r);
 }
 
@@ -247,7 +251,14 @@ const char *packer_response_operation_id(const packer_response *r)
 
 const char *packer_response_json(const packer_response *r, int pretty)
 {
-    return pretty ? r->pretty : r->compact;
+    packer_response *m = (packer_response *)r; /* rendering is a cache */
+    pthread_mutex_lock(&m->mu);
+    char **slot = pretty ? &m->pretty : &m->compact;
+    if (!*slot)
+        *slot = json_canonical(m->root, pretty);
+    const char *out = *slot;
+    pthread_mutex_unlock(&m->mu);
+    return out;
 }
 
 const cJSON *response_root(const packer_response *r)

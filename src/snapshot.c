@@ -29,6 +29,9 @@ struct snap {
     uint64_t generation;
     size_t count, included;
     shard *t[T_COUNT][SNAP_SHARDS];
+    /* all records sorted by root, computed on first use by any reader and
+     * published with a compare-and-swap; the snapshot stays immutable */
+    _Atomic(const asset_rec **) by_root;
 };
 
 struct snap_edit {
@@ -175,6 +178,7 @@ void snap_unref(snap *s)
     for (int t = 0; t < T_COUNT; t++)
         for (int i = 0; i < SNAP_SHARDS; i++)
             shard_unref(s->t[t][i]);
+    pk_free((void *)atomic_load(&s->by_root));
     pk_free(s);
 }
 
@@ -234,16 +238,27 @@ static int cmp_root(const void *a, const void *b)
     return c ? c : strcmp(x->id, y->id);
 }
 
-const asset_rec **snap_all(const snap *s, size_t *n)
+const asset_rec *const *snap_all(const snap *s, size_t *n)
 {
-    const asset_rec **v = pk_malloc((s->count ? s->count : 1) * sizeof *v);
-    *n = 0;
+    snap *m = (snap *)s;
+    *n = s->count;
+    const asset_rec **v = atomic_load_explicit(&m->by_root, memory_order_acquire);
+    if (v)
+        return v;
+    v = pk_malloc((s->count ? s->count : 1) * sizeof *v);
     if (!v)
         return NULL;
+    size_t k = 0;
     for (int i = 0; i < SNAP_SHARDS; i++)
-        for (size_t k = 0; s->t[T_ID][i] && k < s->t[T_ID][i]->n; k++)
-            v[(*n)++] = s->t[T_ID][i]->v[k];
-    qsort(v, *n, sizeof *v, cmp_root);
+        for (size_t j = 0; s->t[T_ID][i] && j < s->t[T_ID][i]->n; j++)
+            v[k++] = s->t[T_ID][i]->v[j];
+    qsort(v, k, sizeof *v, cmp_root);
+    const asset_rec **expected = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&m->by_root, &expected, v,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        pk_free(v); /* another reader won the race: use its array */
+        v = expected;
+    }
     return v;
 }
 
