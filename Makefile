@@ -67,7 +67,7 @@ $(BUILD)/lua/packer.so: $(BUILD)/obj/lua_packer.o $(LIB_OBJ)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS) -lm
 
-$(BUILD)/tests/%: spec/c/%.c spec/c/check.h $(BUILD)/libpacker.a
+$(BUILD)/tests/%: spec/c/%.c $(wildcard spec/c/*.h) $(BUILD)/libpacker.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm

@@ -4,6 +4,8 @@
  * Every allocation (ours and cJSON's, through cJSON_InitHooks) goes through
  * pk_malloc so that tests can fail the Nth one, as SQLite does. The same
  * counter serves the I/O wrappers in fsio.c (writes, fsyncs, renames).
+ * Failed allocations are also counted per thread, so that a parser that
+ * gave up can tell running out of memory from bad input.
  * The wrappers are plain malloc/free underneath, so memory allocated here
  * may be released with free() and the reverse.
  *
@@ -16,6 +18,7 @@
 
 #include "internal.h"
 
+static _Thread_local unsigned long alloc_failures;
 static atomic_int fault_kinds;
 static atomic_long fault_left; /* > 0: armed */
 static atomic_long fault_seen;
@@ -40,25 +43,31 @@ long pk_fault_count(void)
     return atomic_load(&fault_seen);
 }
 
+unsigned long pk_alloc_failures(void)
+{
+    return alloc_failures;
+}
+
+static void *counted(void *p)
+{
+    if (!p)
+        alloc_failures++;
+    return p;
+}
+
 void *pk_malloc(size_t n)
 {
-    if (pk_fault_hit(FAULT_ALLOC))
-        return NULL;
-    return malloc(n ? n : 1);
+    return counted(pk_fault_hit(FAULT_ALLOC) ? NULL : malloc(n ? n : 1));
 }
 
 void *pk_calloc(size_t n, size_t size)
 {
-    if (pk_fault_hit(FAULT_ALLOC))
-        return NULL;
-    return calloc(n ? n : 1, size ? size : 1);
+    return counted(pk_fault_hit(FAULT_ALLOC) ? NULL : calloc(n ? n : 1, size ? size : 1));
 }
 
 void *pk_realloc(void *p, size_t n)
 {
-    if (pk_fault_hit(FAULT_ALLOC))
-        return NULL;
-    return realloc(p, n ? n : 1);
+    return counted(pk_fault_hit(FAULT_ALLOC) ? NULL : realloc(p, n ? n : 1));
 }
 
 void pk_free(void *p)

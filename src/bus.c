@@ -97,8 +97,10 @@ packer_event *event_new(packer_event_kind kind, const char *project_id, const ch
 
 void event_set(packer_event *ev, const char *key, cJSON *val)
 {
-    if (!ev || !val)
+    if (!ev || !val) {
+        cJSON_Delete(val);
         return;
+    }
     cJSON_DeleteItemFromObjectCaseSensitive(ev->env, key);
     if (!cJSON_AddItemToObject(ev->env, key, val))
         cJSON_Delete(val);

@@ -35,6 +35,9 @@ void *pk_realloc(void *p, size_t n);
 char *pk_strdup(const char *s);
 char *pk_strndup(const char *s, size_t n);
 void pk_free(void *p);
+/* Allocations that failed on the calling thread so far: tells a parser
+ * that ran out of memory from one that met bad input. */
+unsigned long pk_alloc_failures(void);
 /* printf into a fresh string; NULL when out of memory. */
 char *pk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -88,6 +91,8 @@ char *json_canonical(cJSON *item, bool pretty);
 bool json_sort_keys(cJSON *item);
 /* cJSON helpers that respect fault injection and return NULL on ENOMEM. */
 cJSON *json_add_str(cJSON *obj, const char *key, const char *val);
+/* Add item (owned) under key; on failure item is deleted, NULL returned. */
+cJSON *json_add_item(cJSON *obj, const char *key, cJSON *item);
 cJSON *json_str_array(const char *const *v, size_t n);
 const char *json_get_str(const cJSON *obj, const char *key);
 
@@ -267,7 +272,7 @@ bool lane_is_current(const lane *l);
 /* Build an envelope; summary copied. NULL when out of memory. */
 packer_event *event_new(packer_event_kind kind, const char *project_id, const char *op_id,
                         uint64_t seq, const char *summary);
-/* Attach fields (takes ownership of `val`). */
+/* Attach fields (takes ownership of `val`, also when ev is NULL). */
 void event_set(packer_event *ev, const char *key, cJSON *val);
 void event_set_progress(packer_event *ev, uint64_t done, uint64_t total);
 void event_free(packer_event *ev);
@@ -293,6 +298,9 @@ void resp_applied(resp *r, cJSON *action);
 /* data object (created on first use). */
 cJSON *resp_data(resp *r);
 void resp_set_op_class(resp *r, packer_op_class cls);
+/* Mark r incomplete (an allocation failed while it was built):
+ * resp_finish() then returns NULL. */
+void resp_oom(resp *r);
 /* Freeze with the runtime state; NULL when out of memory. */
 packer_response *resp_finish(resp *r, packer_state state);
 void resp_free(resp *r);

@@ -32,8 +32,11 @@ static void line_col(const char *text, size_t off, int *line, int *col)
 int json_parse_text(const char *text, size_t len, const char *display, cJSON **out)
 {
     const char *end = NULL;
+    unsigned long failures = pk_alloc_failures();
     *out = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    if (!j && pk_alloc_failures() != failures)
+        return pk_err(PACKER_ENOMEM, "%s: out of memory while parsing", display);
     if (j) {
         const char *p = end;
         while (p < text + len && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
@@ -269,6 +272,15 @@ cJSON *json_add_str(cJSON *obj, const char *key, const char *val)
         return NULL;
     }
     return s;
+}
+
+cJSON *json_add_item(cJSON *obj, const char *key, cJSON *item)
+{
+    if (!obj || !item || !cJSON_AddItemToObject(obj, key, item)) {
+        cJSON_Delete(item);
+        return NULL;
+    }
+    return item;
 }
 
 cJSON *json_str_array(const char *const *v, size_t n)

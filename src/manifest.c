@@ -201,7 +201,7 @@ int manifest_minimal(const char *dir_abs, const char *kind, char **out)
         cJSON *in = json_str_array((const char *const *)files.v, files.n);
         if (!j || !in || !json_add_str(j, "kind", kind) ||
             !cJSON_AddItemToObject(j, "inputs", in) || !(*out = json_canonical(j, true))) {
-            if (j && in && !cJSON_GetObjectItem(j, "inputs"))
+            if (in && (!j || !cJSON_GetObjectItem(j, "inputs")))
                 cJSON_Delete(in);
             rc = pk_err(PACKER_ENOMEM, "out of memory");
         }

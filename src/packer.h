@@ -260,8 +260,10 @@ packer_state packer_project_state(const packer_project *p);
  * and executed in submission order, and this call waits for the result.
  * Any thread. Returns 0 when a response was produced (whatever its
  * status; inspect it), PACKER_EUNKNOWN for an unknown service,
- * PACKER_EINVAL for parameters that are not a JSON object, PACKER_ENOMEM.
- * Caller frees *out.
+ * PACKER_EINVAL for parameters that are not a JSON object, PACKER_ENOMEM
+ * when memory ran out while the service ran (no response: it could be
+ * incomplete; a mutation may still have been committed, the workspace
+ * holds the old state or the new one). Caller frees *out.
  *
  * Parameters per service:
  *   register_asset  {"paths": [..], "address": s?, "kind": s?,

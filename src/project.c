@@ -1,6 +1,7 @@
 /*
  * project.c - an open project: the snapshot, the write lane, the runtime
- * state, and the service table that packer_call() dispatches through.
+ * state, the service table that packer_call() dispatches through, and the
+ * typed wrappers (packer_register_asset, ...) over the same dispatch.
  *
  * Invariants:
  *   - `cur` is the last published snapshot. It changes only on the lane,
@@ -36,6 +37,7 @@ struct packer_project {
     store_stamp stamp;
     atomic_int state;
     atomic_ulong ops;
+    atomic_uint writing; /* odd while the lane holds the lock: disk changes are ours */
     char op_prefix[9];
 };
 
@@ -134,8 +136,6 @@ void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected
         pk_free(key);
     }
     cJSON_Delete(extra);
-    if (!ev)
-        cJSON_Delete(affected);
     bus_publish(p->bus, ev);
 }
 
@@ -191,13 +191,14 @@ int project_begin_write(packer_project *p, op *o, snap **cur)
     int rc = store_lock(p->st);
     if (rc)
         return rc;
+    atomic_fetch_add(&p->writing, 1);
     store_stamp disk, mine;
     rc = store_recover(p->st);
     if (rc == 0)
         rc = store_stamp_read(p->st, &disk);
     if (rc) {
         project_set_state(p, o, PACKER_STATE_FAILED);
-        store_unlock(p->st);
+        project_end_write(p);
         return rc;
     }
     pthread_mutex_lock(&p->snap_mu);
@@ -209,7 +210,7 @@ int project_begin_write(packer_project *p, op *o, snap **cur)
         if (st != PACKER_STATE_DIVERGED && st != PACKER_STATE_FAILED)
             project_set_state(p, o, PACKER_STATE_DIVERGED);
         if ((rc = reconcile(p, o)) != 0) {
-            store_unlock(p->st);
+            project_end_write(p);
             return rc;
         }
     }
@@ -242,18 +243,23 @@ int project_commit(packer_project *p, op *o, const txn *t, snap *next)
 
 void project_end_write(packer_project *p)
 {
+    atomic_fetch_add(&p->writing, 1);
     store_unlock(p->st);
 }
 
+/* While our lane holds the lock (or took it during the comparison), the
+ * disk differs from our snapshot only by our own commit in progress: no
+ * other process can have committed, and the next write reconciles anyway. */
 bool project_check_disk(packer_project *p, op *o)
 {
     store_stamp disk, mine;
-    if (store_stamp_read(p->st, &disk) != 0)
+    unsigned writing = atomic_load(&p->writing);
+    if (writing % 2 || store_stamp_read(p->st, &disk) != 0)
         return false;
     pthread_mutex_lock(&p->snap_mu);
     mine = p->stamp;
     pthread_mutex_unlock(&p->snap_mu);
-    if (store_stamp_eq(&disk, &mine))
+    if (atomic_load(&p->writing) != writing || store_stamp_eq(&disk, &mine))
         return false;
     packer_state st = packer_project_state(p);
     if (st == PACKER_STATE_HEALTHY || st == PACKER_STATE_STALE)
@@ -328,11 +334,22 @@ static void op_init(op *o, packer_project *p, const char *prefix, unsigned long 
     snprintf(o->id, sizeof o->id, "op-%s-%lu", prefix, n);
 }
 
+/* Run svc on this thread. An allocation that failed meanwhile may have
+ * left the response incomplete or misleading (a dropped list entry, a
+ * refusal that was really out of memory): the caller then gets
+ * PACKER_ENOMEM, as when the response itself cannot be built. */
+static void run_service(op *o, const service *svc)
+{
+    unsigned long failures = pk_alloc_failures();
+    svc->fn(o);
+    if (pk_alloc_failures() != failures)
+        resp_oom(o->r);
+}
+
 static void run_job(void *arg)
 {
     op *o = arg;
-    const service *svc = o->svc;
-    svc->fn(o);
+    run_service(o, o->svc);
 }
 
 static const service *find_service(const char *name)
@@ -341,6 +358,29 @@ static const service *find_service(const char *name)
         if (strcmp(SERVICES[i].name, name) == 0)
             return &SERVICES[i];
     return NULL;
+}
+
+/* Run svc with params (consumed) and freeze its response into *out. */
+static int dispatch(packer_project *p, const service *svc, cJSON *params, packer_response **out)
+{
+    op o;
+    op_init(&o, p, p->op_prefix, atomic_fetch_add(&p->ops, 1) + 1);
+    o.params = params;
+    o.r = resp_new(svc->cls, o.id);
+    int rc = 0;
+    if (!o.r) {
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    } else if (svc->write) {
+        o.svc = svc;
+        rc = lane_run(p->lane, run_job, &o);
+    } else {
+        run_service(&o, svc);
+    }
+    if (rc == 0 && !(*out = resp_finish(o.r, packer_project_state(p))))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    resp_free(o.r);
+    cJSON_Delete(params);
+    return rc;
 }
 
 int packer_call(packer_project *p, const char *service_name, const char *params_json,
@@ -356,7 +396,7 @@ int packer_call(packer_project *p, const char *service_name, const char *params_
     if (params_json && *params_json) {
         int rc = json_parse_text(params_json, strlen(params_json), "params", &params);
         if (rc)
-            return rc;
+            return rc == PACKER_EPARSE ? PACKER_EINVAL : rc; /* not a file: bad argument */
         if (!cJSON_IsObject(params)) {
             cJSON_Delete(params);
             return pk_err(PACKER_EINVAL, "params: must be a JSON object");
@@ -364,24 +404,91 @@ int packer_call(packer_project *p, const char *service_name, const char *params_
     } else if (!(params = cJSON_CreateObject())) {
         return pk_err(PACKER_ENOMEM, "out of memory");
     }
-    op o;
-    op_init(&o, p, p->op_prefix, atomic_fetch_add(&p->ops, 1) + 1);
-    o.params = params;
-    o.r = resp_new(svc->cls, o.id);
-    int rc = 0;
-    if (!o.r) {
-        rc = pk_err(PACKER_ENOMEM, "out of memory");
-    } else if (svc->write) {
-        o.svc = svc;
-        rc = lane_run(p->lane, run_job, &o);
-    } else {
-        svc->fn(&o);
+    return dispatch(p, svc, params, out);
+}
+
+/* ---- typed wrappers: packer_call with parameters built in C ------------ */
+
+/* params consumed; NULL means building them ran out of memory. */
+static int call_with(packer_project *p, const char *service_name, cJSON *params,
+                     packer_response **out)
+{
+    *out = NULL;
+    if (!p) {
+        cJSON_Delete(params);
+        return pk_err(PACKER_EINVAL, "project is required");
     }
-    if (rc == 0 && !(*out = resp_finish(o.r, packer_project_state(p))))
-        rc = pk_err(PACKER_ENOMEM, "out of memory");
-    resp_free(o.r);
-    cJSON_Delete(params);
-    return rc;
+    if (!params)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    return dispatch(p, find_service(service_name), params, out);
+}
+
+static int call_asset(packer_project *p, const char *service_name, const char *asset,
+                      packer_response **out)
+{
+    cJSON *params = cJSON_CreateObject();
+    if (params && asset && !json_add_str(params, "asset", asset)) {
+        cJSON_Delete(params);
+        params = NULL;
+    }
+    return call_with(p, service_name, params, out);
+}
+
+static cJSON *register_params(const char *const *paths, size_t npaths,
+                              const packer_register_opts *opts)
+{
+    cJSON *params = cJSON_CreateObject();
+    if (!json_add_item(params, "paths",
+                       paths ? json_str_array(paths, npaths) : cJSON_CreateArray())) {
+        cJSON_Delete(params);
+        return NULL;
+    }
+    if (opts && ((opts->address && !json_add_str(params, "address", opts->address)) ||
+                 (opts->kind && !json_add_str(params, "kind", opts->kind)) ||
+                 (opts->exclude && !cJSON_AddTrueToObject(params, "exclude")))) {
+        cJSON_Delete(params);
+        return NULL;
+    }
+    return params;
+}
+
+int packer_register_asset(packer_project *p, const char *const *paths, size_t npaths,
+                          const packer_register_opts *opts, packer_response **out)
+{
+    return call_with(p, "register_asset", register_params(paths, npaths, opts), out);
+}
+
+int packer_include_asset(packer_project *p, const char *asset, packer_response **out)
+{
+    return call_asset(p, "include_asset_in_build", asset, out);
+}
+
+int packer_exclude_asset(packer_project *p, const char *asset, packer_response **out)
+{
+    return call_asset(p, "exclude_asset_from_build", asset, out);
+}
+
+int packer_remove_asset(packer_project *p, const char *asset, int delete_files, int consent,
+                        packer_response **out)
+{
+    cJSON *params = cJSON_CreateObject();
+    if (params && ((asset && !json_add_str(params, "asset", asset)) ||
+                   !cJSON_AddBoolToObject(params, "delete_files", delete_files) ||
+                   !cJSON_AddBoolToObject(params, "consent", consent))) {
+        cJSON_Delete(params);
+        params = NULL;
+    }
+    return call_with(p, "remove_asset", params, out);
+}
+
+int packer_list_assets(packer_project *p, packer_response **out)
+{
+    return call_with(p, "list_assets", cJSON_CreateObject(), out);
+}
+
+int packer_get_asset_details(packer_project *p, const char *asset, packer_response **out)
+{
+    return call_asset(p, "get_asset_details", asset, out);
 }
 
 static void svc_unavailable(op *o)

@@ -132,11 +132,7 @@ void svc_get_asset_details(op *o)
         return;
     }
     resp_affected(o->r, a->id);
-    cJSON *data = resp_data(o->r), *asset = svc_asset_json(a);
-    if (data && asset)
-        cJSON_AddItemToObject(data, "asset", asset);
-    else
-        cJSON_Delete(asset);
+    cJSON *asset = json_add_item(resp_data(o->r), "asset", svc_asset_json(a));
     manifest *m = NULL;
     const char *root = project_root_dir(o->p);
     char *rootabs = io_join(root, a->root);
@@ -149,10 +145,9 @@ void svc_get_asset_details(op *o)
         if (mj) {
             json_add_str(mj, "kind", m->kind);
             json_add_str(mj, "address", m->address);
-            cJSON_AddItemToObject(mj, "inputs",
-                                  json_str_array((const char *const *)m->inputs, m->ninputs));
-            cJSON_AddItemToObject(mj, "options", cJSON_Duplicate(m->options, 1));
-            cJSON_AddItemToObject(asset, "manifest", mj);
+            json_add_item(mj, "inputs", json_str_array((const char *const *)m->inputs, m->ninputs));
+            json_add_item(mj, "options", cJSON_Duplicate(m->options, 1));
+            json_add_item(asset, "manifest", mj);
         }
         for (size_t i = 0; i < m->ninputs; i++)
             push(inputs, input_json(o, a, m->inputs[i]));

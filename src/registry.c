@@ -355,7 +355,7 @@ static void set_included(op *o, bool include)
     if (!a)
         goto out;
     resp_affected(o->r, a->id);
-    cJSON_AddItemToObject(resp_data(o->r), "asset", svc_asset_json(a));
+    json_add_item(resp_data(o->r), "asset", svc_asset_json(a));
     if (a->included == include) {
         resp_summary(o->r, "%s is already %s", a->id, include ? "included" : "excluded");
         goto out;
@@ -407,32 +407,45 @@ void svc_exclude(op *o)
 
 /* ---- remove_asset ------------------------------------------------------- */
 
+static bool add_str(cJSON *arr, const char *s)
+{
+    cJSON *item = cJSON_CreateString(s);
+    if (item && cJSON_AddItemToArray(arr, item))
+        return true;
+    cJSON_Delete(item);
+    return false;
+}
+
 /* Files delete_files would remove: the manifest and the declared inputs
- * that exist and stay inside the workspace. */
+ * that exist and stay inside the workspace. NULL when out of memory: a
+ * partial list would delete less than the response announces. */
 static cJSON *files_of(op *o, const asset_rec *a)
 {
     const char *root = project_root_dir(o->p);
     cJSON *files = cJSON_CreateArray();
     manifest *m = NULL;
-    if (!files)
-        return NULL;
     char *mpath = io_join(a->root, "asset.json");
     char *mabs = mpath ? io_join(root, mpath) : NULL;
-    if (mabs && io_is_file(mabs))
-        cJSON_AddItemToArray(files, cJSON_CreateString(mpath));
-    if (manifest_load(root, a->root, &m) == 0) {
-        for (size_t i = 0; i < m->ninputs; i++) {
-            char *p = NULL, *abs = NULL;
-            if (ws_confine_under(root, a->root, m->inputs[i], &p) == 0 &&
-                (abs = io_join(root, p)) && io_is_file(abs))
-                cJSON_AddItemToArray(files, cJSON_CreateString(p));
-            pk_free(p);
-            pk_free(abs);
-        }
+    bool ok = files && mabs && (!io_is_file(mabs) || add_str(files, mpath));
+    int rc = ok ? manifest_load(root, a->root, &m) : 0;
+    ok = ok && rc != PACKER_ENOMEM;
+    for (size_t i = 0; ok && m && i < m->ninputs; i++) {
+        char *p = NULL, *abs = NULL;
+        rc = ws_confine_under(root, a->root, m->inputs[i], &p);
+        if (rc == 0)
+            ok = (abs = io_join(root, p)) && (!io_is_file(abs) || add_str(files, p));
+        else
+            ok = rc != PACKER_ENOMEM;
+        pk_free(p);
+        pk_free(abs);
     }
     manifest_free(m);
     pk_free(mpath);
     pk_free(mabs);
+    if (!ok) {
+        cJSON_Delete(files);
+        return NULL;
+    }
     return files;
 }
 
@@ -454,12 +467,17 @@ void svc_remove_asset(op *o)
     cJSON *unreg = target_action("unregister", "remove_asset", "safe", sum, a->id);
     cJSON *delete_act = NULL;
     if (del) {
-        files = files_of(o, a);
+        if (!(files = files_of(o, a))) {
+            cJSON_Delete(unreg);
+            fail_io(o, pk_err(PACKER_ENOMEM, "out of memory"));
+            goto out;
+        }
         snprintf(sum, sizeof sum, "delete %d file%s of %s (%s)", cJSON_GetArraySize(files),
                  cJSON_GetArraySize(files) == 1 ? "" : "s", a->id, a->root);
         delete_act = resp_action("delete_files", "delete_files", "destructive", sum);
-        if (delete_act && files)
-            cJSON_ReplaceItemInObject(delete_act, "targets", cJSON_Duplicate(files, 1));
+        cJSON *targets = delete_act ? cJSON_Duplicate(files, 1) : NULL;
+        if (targets && !cJSON_ReplaceItemInObject(delete_act, "targets", targets))
+            cJSON_Delete(targets);
     }
     if (del && !consent) {
         resp_proposed(o->r, unreg);

@@ -102,6 +102,11 @@ packer_status resp_get_status(const resp *r)
     return r->status;
 }
 
+void resp_oom(resp *r)
+{
+    r->oom = true;
+}
+
 void resp_set_op_class(resp *r, packer_op_class cls)
 {
     r->cls = cls;

@@ -14,7 +14,8 @@
  * is made durable as one journal file (temp, fsync, rename, fsync dir:
  * the commit point), then each file is replaced with io_write_atomic, then
  * the journal is removed. A crash before the rename leaves the old state;
- * after it, store_recover() rolls the journal forward under the lock, so
+ * after it, store_recover() rolls the journal forward under the lock (and
+ * removes the temp files the dead writer left next to its targets), so
  * readers always find the old state or the new one, never a mix.
  *
  * Threads: a store belongs to one project; store_lock serializes processes
@@ -179,8 +180,13 @@ int store_commit(store *st, const txn *t, bool *durable)
         return pk_err(PACKER_ENOMEM, "out of memory");
     int rc = io_write_atomic(st->journal, text, strlen(text));
     pk_free(text);
-    if (rc)
-        return rc; /* before the commit point: nothing changed */
+    if (rc) {
+        /* nothing changed, unless the rename happened and only the
+         * directory fsync failed: the journal is then in place, and whoever
+         * takes the lock next rolls it forward */
+        *durable = io_is_file(st->journal);
+        return rc;
+    }
     *durable = true;
     for (size_t i = 0; rc == 0 && i < t->n; i++)
         rc = apply_op(st, t->ops[i].path, t->ops[i].content, t->ops[i].len);
@@ -190,6 +196,40 @@ int store_commit(store *st, const txn *t, bool *durable)
 }
 
 /* ---- recovery ---------------------------------------------------------- */
+
+/* Temp files of writers that died mid-write (the lock is ours now): in
+ * dir, those of target `base` ("<base>.tmp-*"), or all "*.tmp-*" when
+ * base is NULL (in .packer/, where every file is ours). */
+static void drop_litter(const char *dir, const char *base)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    size_t n = base ? strlen(base) : 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (base ? strncmp(e->d_name, base, n) == 0 && strncmp(e->d_name + n, ".tmp-", 5) == 0
+                 : strstr(e->d_name, ".tmp-") != NULL) {
+            char *p = io_join(dir, e->d_name);
+            if (p)
+                unlink(p);
+            pk_free(p);
+        }
+    closedir(d);
+}
+
+/* A writer killed while applying a journal op may have left the temp file
+ * of that op's target, possibly in an asset root. */
+static void drop_litter_of(store *st, const char *rel)
+{
+    char *abs = io_join(st->root, rel);
+    char *slash = abs ? strrchr(abs, '/') : NULL;
+    if (slash) {
+        *slash = '\0';
+        drop_litter(abs, slash + 1);
+    }
+    pk_free(abs);
+}
 
 static int replay(store *st)
 {
@@ -212,35 +252,20 @@ static int replay(store *st)
             rc = pk_err(PACKER_EPARSE, ".packer/journal: op with a bad \"path\"");
         else
             rc = apply_op(st, safe, content, content ? strlen(content) : 0);
+        if (rc == 0)
+            drop_litter_of(st, safe);
         pk_free(safe);
     }
     cJSON_Delete(j);
     return rc ? rc : io_unlink_durable(st->journal);
 }
 
-/* Temp files of writers that died mid-write (the lock is ours now). */
-static void drop_litter(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strstr(e->d_name, ".tmp-")) {
-            char *p = io_join(dir, e->d_name);
-            if (p)
-                unlink(p);
-            pk_free(p);
-        }
-    closedir(d);
-}
-
 int store_recover(store *st)
 {
     int rc = replay(st);
     if (rc == 0) {
-        drop_litter(st->owned);
-        drop_litter(st->registry);
+        drop_litter(st->owned, NULL);
+        drop_litter(st->registry, NULL);
     }
     return rc;
 }

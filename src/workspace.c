@@ -29,11 +29,17 @@ int ws_find(const char *start, char **out_root)
 {
     char *dir = realpath(start ? start : ".", NULL);
     *out_root = NULL;
+    if (!dir && (errno == ENOENT || errno == ENOTDIR))
+        return pk_err(PACKER_ENOWORKSPACE, "%s: no such directory", start ? start : ".");
     if (!dir)
         return pk_err_errno("cannot resolve", start ? start : ".");
     for (;;) {
         char *cfg = io_join(dir, CONFIG_FILE);
-        bool found = cfg && io_is_file(cfg);
+        if (!cfg) {
+            free(dir);
+            return pk_err(PACKER_ENOMEM, "out of memory");
+        }
+        bool found = io_is_file(cfg);
         pk_free(cfg);
         if (found) {
             *out_root = dir;
