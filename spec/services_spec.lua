@@ -203,3 +203,25 @@ describe("init_workspace", function()
     support.rmtree(dir)
   end)
 end)
+
+describe("list_assets paging", function()
+  it("returns a page with offset and limit and the total that matched", function()
+    local ws = support.workspace()
+    local p = assert(packer.open(ws))
+    local roots = {}
+    for i = 1, 5 do
+      roots[i] = "assets/p" .. i
+      support.asset(ws, roots[i], { kind = "raw", inputs = { "f" } }, { f = tostring(i) })
+    end
+    p:register_asset(roots)
+    local r = p:list_assets({ offset = 1, limit = 2 })
+    assert.equal(2, r.data.count)
+    assert.equal(5, r.data.total)
+    assert.equal("assets/p2", r.data.assets[1].root)
+    assert.equal("assets/p3", r.data.assets[2].root)
+    assert.equal(0, p:list_assets({ offset = 9 }).data.count)
+    assert.equal("refused", p:list_assets({ limit = -1 }).status)
+    p:close()
+    support.rmtree(ws)
+  end)
+end)

@@ -9,6 +9,7 @@
  * Threads: any.
  */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -60,6 +61,15 @@ static void push(cJSON *arr, cJSON *item)
         cJSON_Delete(item);
 }
 
+/* Optional non-negative integer parameter; -1 when absent, -2 when bad. */
+static double count_param(op *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o->params, key);
+    if (!v)
+        return -1;
+    return cJSON_IsNumber(v) && v->valuedouble >= 0 ? v->valuedouble : -2;
+}
+
 void svc_list_assets(op *o)
 {
     const char *filter = json_get_str(o->params, "filter");
@@ -67,25 +77,32 @@ void svc_list_assets(op *o)
                : strcmp(filter, "included") == 0   ? 1
                : strcmp(filter, "excluded") == 0   ? 0
                                                    : -2;
-    if (want == -2) {
+    double offset = count_param(o, "offset"), limit = count_param(o, "limit");
+    if (want == -2 || offset == -2 || limit == -2) {
         resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "invalid_params", "\"filter\" must be all, included or excluded");
-        resp_summary(o->r, "unknown filter %s", filter);
+        resp_blocker(o->r, "invalid_params", "\"filter\" must be all, included or excluded; "
+                                             "\"offset\" and \"limit\" non-negative numbers");
+        resp_summary(o->r, "invalid list parameters");
         return;
     }
+    size_t skip = offset < 0 ? 0 : (size_t)offset, room = limit < 0 ? SIZE_MAX : (size_t)limit;
     snap *s = project_snapshot(o->p);
-    size_t n = 0, shown = 0;
+    size_t n = 0, matched = 0, shown = 0;
     const asset_rec *const *v = snap_all(s, &n);
     cJSON *data = resp_data(o->r);
     cJSON *arr = data ? cJSON_AddArrayToObject(data, "assets") : NULL;
     for (size_t i = 0; v && i < n; i++) {
         if (want >= 0 && v[i]->included != (bool)want)
             continue;
-        push(arr, svc_asset_json(v[i]));
-        shown++;
+        if (matched++ >= skip && shown < room) {
+            push(arr, svc_asset_json(v[i]));
+            shown++;
+        }
     }
-    if (data)
+    if (data) {
         cJSON_AddNumberToObject(data, "count", (double)shown);
+        cJSON_AddNumberToObject(data, "total", (double)matched);
+    }
     resp_summary(o->r, "%zu asset%s (%zu registered, %zu included)", shown, shown == 1 ? "" : "s",
                  snap_count(s), snap_included_count(s));
     snap_unref(s);
