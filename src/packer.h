@@ -224,9 +224,11 @@ typedef struct packer_project packer_project;
 
 /* Create a workspace at `dir` (which must exist): packer.json with a new
  * stable project id and `name` (NULL: the directory's name), and .packer/.
- * Refuses (status refused, PACKER_EEXIST) when dir is already a workspace.
- * Events go to `bus` (may be NULL: no events). Returns 0 with *out set, or
- * an error (with *out still set when a response could be formed). */
+ * When dir is already a workspace nothing is written and the response says
+ * status refused with an "already_initialized" blocker; an I/O failure is
+ * status failed. Events go to `bus` (may be NULL: no events). Any thread.
+ * Returns 0 whenever *out was set (inspect its status), PACKER_ENOMEM when
+ * no response could be formed. Caller frees *out. */
 int packer_init_workspace(const char *dir, const char *name, packer_bus *bus,
                           packer_response **out);
 
