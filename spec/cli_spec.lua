@@ -10,7 +10,8 @@ end
 local function ws_with_assets()
   local dir = support.tmpdir()
   assert.equal(0, (cli(dir, "init", "--name", "cli")))
-  support.asset(dir, "assets/hero", { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
+  support.asset(dir, "assets/hero",
+    { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
     { ["hero.png"] = "x" })
   support.asset(dir, "assets/bg", { kind = "raw", inputs = { "bg.png" } }, { ["bg.png"] = "y" })
   return dir

@@ -6,7 +6,8 @@ describe("register_asset", function()
 
   before_each(function()
     ws = support.workspace()
-    support.asset(ws, "assets/hero", { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
+    support.asset(ws, "assets/hero",
+      { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
       { ["hero.png"] = "PNG" })
     p = assert(packer.open(ws))
   end)

@@ -93,7 +93,8 @@ describe("events", function()
     p:exclude_asset_from_build("assets/a")
     local last = {}
     for _, ev in ipairs(seen) do
-      for _, f in ipairs({ "project_id", "operation_id", "sequence", "kind", "timestamp", "summary" }) do
+      for _, f in ipairs({ "project_id", "operation_id", "sequence", "kind", "timestamp",
+        "summary" }) do
         assert.is_not_nil(ev[f], f)
       end
       assert.is_true(ev.sequence > (last[ev.operation_id] or 0))

@@ -3,7 +3,8 @@ local support = require "support"
 
 local function fixture()
   local ws = support.workspace()
-  support.asset(ws, "assets/hero", { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
+  support.asset(ws, "assets/hero",
+    { kind = "raw", inputs = { "hero.png" }, address = "sprites/hero" },
     { ["hero.png"] = "PNG-bytes" })
   support.asset(ws, "assets/bg", { kind = "raw", inputs = { "bg.png", "missing.png" } },
     { ["bg.png"] = "BG" })
@@ -163,7 +164,8 @@ describe("get_asset_details", function()
 
   it("same content gives the same hash", function()
     local ws, p = fixture()
-    support.asset(ws, "assets/copy", { kind = "raw", inputs = { "c.png" } }, { ["c.png"] = "PNG-bytes" })
+    support.asset(ws, "assets/copy", { kind = "raw", inputs = { "c.png" } },
+      { ["c.png"] = "PNG-bytes" })
     p:register_asset("assets/copy")
     local h1 = p:get_asset_details("sprites/hero").data.asset.inputs[1].hash
     local h2 = p:get_asset_details("assets/copy").data.asset.inputs[1].hash

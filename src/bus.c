@@ -41,7 +41,7 @@ typedef struct {
 struct packer_bus {
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;         /* queue non-empty, stopping, or delivered moved */
+    pthread_cond_t cv; /* queue non-empty, stopping, or delivered moved */
     pthread_mutex_t deliver_mu;
     packer_event *head, *tail;
     sub *subs;
@@ -51,9 +51,9 @@ struct packer_bus {
 };
 
 static const char *const KIND_NAMES[PACKER_EV__COUNT] = {
-    "asset_discovered", "asset_changed",  "diagnostics_updated", "build_started",
-    "build_finished",   "cache_hit",      "cache_miss",          "preview_ready",
-    "action_applied",   "action_failed",  "progress_updated",    "runtime_state_changed",
+    "asset_discovered", "asset_changed", "diagnostics_updated", "build_started",
+    "build_finished",   "cache_hit",     "cache_miss",          "preview_ready",
+    "action_applied",   "action_failed", "progress_updated",    "runtime_state_changed",
 };
 
 const char *packer_event_kind_name(packer_event_kind k)

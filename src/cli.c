@@ -45,8 +45,7 @@ static const command *find_command(const char *name);
 
 /* ---- output ------------------------------------------------------------ */
 
-static int usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -66,8 +65,7 @@ static int exit_code_of(const cJSON *root)
         return EXIT_FAILURE_IO;
     if (strcmp(st, "refused") == 0 || strcmp(st, "blocked") == 0)
         return EXIT_REFUSED;
-    return cJSON_GetArraySize(cJSON_GetObjectItem(root, "blockers")) > 0 ? EXIT_REFUSED
-                                                                         : EXIT_DONE;
+    return cJSON_GetArraySize(cJSON_GetObjectItem(root, "blockers")) > 0 ? EXIT_REFUSED : EXIT_DONE;
 }
 
 static void print_json(const packer_response *r)
@@ -108,7 +106,10 @@ static void print_list_field(const cJSON *root, const char *key, const char *lab
         const char *msg = json_get_str(it, "message");
         const char *desc = json_get_str(it, "description");
         const char *safety = json_get_str(it, "safety");
-        fprintf(fp, "  %s: %s%s%s%s\n", sev ? sev : label, msg ? msg : desc ? desc : "",
+        fprintf(fp, "  %s: %s%s%s%s\n", sev ? sev : label,
+                msg    ? msg
+                : desc ? desc
+                       : "",
                 safety ? " [" : "", safety ? safety : "", safety ? "]" : "");
         if (desc) {
             const cJSON *t;
@@ -318,9 +319,8 @@ static int cmd_show(cli *c, int argc, char **argv)
 
 static int cmd_remove(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"delete-files", no_argument, 0, 'd'},
-                                         {"yes", no_argument, 0, 'y'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"delete-files", no_argument, 0, 'd'}, {"yes", no_argument, 0, 'y'}, {0, 0, 0, 0}};
     bool del = false, yes = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "y", opts, NULL)) != -1) {
@@ -349,9 +349,8 @@ static int cmd_remove(cli *c, int argc, char **argv)
 
 static int cmd_list(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"included", no_argument, 0, 'i'},
-                                         {"excluded", no_argument, 0, 'e'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"included", no_argument, 0, 'i'}, {"excluded", no_argument, 0, 'e'}, {0, 0, 0, 0}};
     const char *filter = "all";
     int ch;
     while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -403,8 +402,10 @@ static int cmd_repl(cli *c, int argc, char **argv)
 static int cmd_help(cli *c, int argc, char **argv);
 
 static const command COMMANDS[] = {
-    {"init", "init [--name NAME]", "Create packer.json and .packer/ in the current directory "
-     "(or -C DIR).", cmd_init},
+    {"init", "init [--name NAME]",
+     "Create packer.json and .packer/ in the current directory "
+     "(or -C DIR).",
+     cmd_init},
     {"register", "register PATH... [--address ADDR] [--kind KIND] [--exclude]",
      "Register asset roots (directories holding asset.json), all in one commit.\n"
      "  --address ADDR  address of the asset (only with one PATH)\n"
@@ -414,16 +415,17 @@ static const command COMMANDS[] = {
     {"include", "include ASSET", "Include an asset (id or address) in the build.", cmd_include},
     {"exclude", "exclude ASSET", "Exclude an asset from the build; it stays registered.",
      cmd_exclude},
-    {"show", "show ASSET", "Show an asset: registry entry, manifest, inputs with sizes and "
-     "hashes.", cmd_show},
+    {"show", "show ASSET",
+     "Show an asset: registry entry, manifest, inputs with sizes and "
+     "hashes.",
+     cmd_show},
     {"remove", "remove ASSET [--delete-files [--yes]]",
      "Unregister an asset; its files stay on disk.\n"
      "  --delete-files  also delete its manifest and inputs: previews without --yes\n"
      "  --yes           consent to the deletion",
      cmd_remove},
     {"list", "list [--included | --excluded]", "List registered assets.", cmd_list},
-    {"status", "status", "Show the workspace, the asset counts and the runtime state.",
-     cmd_status},
+    {"status", "status", "Show the workspace, the asset counts and the runtime state.", cmd_status},
     {"repl", "repl", "A Lua 5.4 prompt with the open project bound to `project`.", cmd_repl},
     {"help", "help [COMMAND]", "Show help for packer or for one command.", cmd_help},
 };
@@ -438,8 +440,9 @@ static const command *find_command(const char *name)
 
 static void main_help(FILE *fp)
 {
-    fprintf(fp, "usage: packer [-C DIR] [--json] [--events FILE] COMMAND [ARGS]\n\n"
-                "packer %s: a filesystem-first asset packer.\n\ncommands:\n",
+    fprintf(fp,
+            "usage: packer [-C DIR] [--json] [--events FILE] COMMAND [ARGS]\n\n"
+            "packer %s: a filesystem-first asset packer.\n\ncommands:\n",
             PACKER_VERSION);
     for (size_t i = 0; i < sizeof COMMANDS / sizeof *COMMANDS; i++)
         fprintf(fp, "  %-60s\n", COMMANDS[i].usage);

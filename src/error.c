@@ -18,8 +18,8 @@ static _Thread_local char last_error[1024];
 const char *packer_strerror(int err)
 {
     switch (err) {
-#define PACKER_ERR_CASE(name, value, msg) \
-    case value:                           \
+#define PACKER_ERR_CASE(name, value, msg)                                                          \
+    case value:                                                                                    \
         return msg;
         PACKER_ERRORS(PACKER_ERR_CASE)
 #undef PACKER_ERR_CASE

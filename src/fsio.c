@@ -122,8 +122,8 @@ static char *dir_of(const char *path)
 
 int io_write_atomic(const char *path, const void *buf, size_t len)
 {
-    char *tmp = pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(),
-                            atomic_fetch_add(&tmp_counter, 1));
+    char *tmp =
+        pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
     char *dir = dir_of(path);
     int rc = 0;
     if (!tmp || !dir) {

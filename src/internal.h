@@ -21,13 +21,7 @@
 
 /* Fault kinds counted by the injection hook (SQLite-style): when armed
  * with n, the n-th counted operation of a matching kind fails. */
-enum {
-    FAULT_ALLOC = 1,
-    FAULT_WRITE = 2,
-    FAULT_FSYNC = 4,
-    FAULT_RENAME = 8,
-    FAULT_ALL = 15
-};
+enum { FAULT_ALLOC = 1, FAULT_WRITE = 2, FAULT_FSYNC = 4, FAULT_RENAME = 8, FAULT_ALL = 15 };
 
 void *pk_malloc(size_t n);
 void *pk_calloc(size_t n, size_t size);
@@ -82,8 +76,8 @@ int json_load_file(const char *path, const char *display, cJSON **out);
 int json_parse_text(const char *text, size_t len, const char *display, cJSON **out);
 /* Error about field `key` of `display`, positioned where the key first
  * appears in `text` (line:col), or without position when not found. */
-int json_field_err(const char *display, const char *text, const char *key, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
+int json_field_err(const char *display, const char *text, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Canonical text: keys sorted, 2-space indent when pretty, trailing
  * newline when pretty. Sorts `item` in place. Caller frees (pk_free). */
 char *json_canonical(cJSON *item, bool pretty);

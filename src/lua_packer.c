@@ -483,7 +483,7 @@ static int l_find(lua_State *L)
 }
 
 static const char *const ASSET_METHODS[] = {"include_asset_in_build", "exclude_asset_from_build",
-                                           "remove_asset", "get_asset_details", NULL};
+                                            "remove_asset", "get_asset_details", NULL};
 static const char *const OPTS_METHODS[] = {"list_assets", "status", "doctor", "build", NULL};
 
 static void add_service_methods(lua_State *L, const char *const *names, lua_CFunction fn)
@@ -524,12 +524,8 @@ static int l_hash(lua_State *L)
 }
 
 static const luaL_Reg module_fns[] = {
-    {"hash", l_hash},
-    {"open", l_open},
-    {"init", l_init},
-    {"bus", l_bus_new},
-    {"find_workspace", l_find},
-    {NULL, NULL},
+    {"hash", l_hash},   {"open", l_open},           {"init", l_init},
+    {"bus", l_bus_new}, {"find_workspace", l_find}, {NULL, NULL},
 };
 
 /* Both __gc and __close release the handle: `local p <close>` works. */

@@ -120,8 +120,8 @@ int manifest_load(const char *root, const char *asset_root, manifest **out)
     if (rc == 0) {
         rc = io_read_file(path, &text, &len);
         if (rc == PACKER_ENOTFOUND)
-            rc = pk_err(PACKER_ENOTFOUND, "%s: no manifest (asset.json) in this directory",
-                        display);
+            rc =
+                pk_err(PACKER_ENOTFOUND, "%s: no manifest (asset.json) in this directory", display);
     }
     if (rc == 0)
         rc = manifest_parse(text, len, display, out);

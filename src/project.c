@@ -143,8 +143,8 @@ void op_progress(op *o, uint64_t done, uint64_t total, const char *summary)
 {
     if (!o->p->bus)
         return;
-    packer_event *ev = event_new(PACKER_EV_PROGRESS_UPDATED, o->p->cfg.project_id, o->id,
-                                 ++o->seq, summary);
+    packer_event *ev =
+        event_new(PACKER_EV_PROGRESS_UPDATED, o->p->cfg.project_id, o->id, ++o->seq, summary);
     event_set_progress(ev, done, total);
     bus_publish(o->p->bus, ev);
 }
@@ -205,8 +205,7 @@ int project_begin_write(packer_project *p, op *o, snap **cur)
     mine = p->stamp;
     pthread_mutex_unlock(&p->snap_mu);
     packer_state st = packer_project_state(p);
-    if (!store_stamp_eq(&disk, &mine) || st == PACKER_STATE_DIVERGED ||
-        st == PACKER_STATE_FAILED) {
+    if (!store_stamp_eq(&disk, &mine) || st == PACKER_STATE_DIVERGED || st == PACKER_STATE_FAILED) {
         if (st != PACKER_STATE_DIVERGED && st != PACKER_STATE_FAILED)
             project_set_state(p, o, PACKER_STATE_DIVERGED);
         if ((rc = reconcile(p, o)) != 0) {
@@ -507,8 +506,7 @@ static void svc_init_open(op *o)
 
 /* ---- init_workspace (no project yet) ----------------------------------- */
 
-int packer_init_workspace(const char *dir, const char *name, packer_bus *bus,
-                          packer_response **out)
+int packer_init_workspace(const char *dir, const char *name, packer_bus *bus, packer_response **out)
 {
     *out = NULL;
     char prefix[9];

@@ -74,14 +74,15 @@ void svc_list_assets(op *o)
 {
     const char *filter = json_get_str(o->params, "filter");
     int want = !filter || strcmp(filter, "all") == 0 ? -1
-               : strcmp(filter, "included") == 0   ? 1
-               : strcmp(filter, "excluded") == 0   ? 0
-                                                   : -2;
+               : strcmp(filter, "included") == 0     ? 1
+               : strcmp(filter, "excluded") == 0     ? 0
+                                                     : -2;
     double offset = count_param(o, "offset"), limit = count_param(o, "limit");
     if (want == -2 || offset == -2 || limit == -2) {
         resp_status(o->r, PACKER_STATUS_REFUSED);
-        resp_blocker(o->r, "invalid_params", "\"filter\" must be all, included or excluded; "
-                                             "\"offset\" and \"limit\" non-negative numbers");
+        resp_blocker(o->r, "invalid_params",
+                     "\"filter\" must be all, included or excluded; "
+                     "\"offset\" and \"limit\" non-negative numbers");
         resp_summary(o->r, "invalid list parameters");
         return;
     }

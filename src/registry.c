@@ -55,8 +55,8 @@ static void fail_io(op *o, int rc)
     resp_summary(o->r, "%s", packer_last_error());
 }
 
-static cJSON *target_action(const char *id, const char *kind, const char *safety,
-                            const char *desc, const char *target)
+static cJSON *target_action(const char *id, const char *kind, const char *safety, const char *desc,
+                            const char *target)
 {
     cJSON *a = resp_action(id, kind, safety, desc);
     cJSON *t = a ? cJSON_GetObjectItem(a, "targets") : NULL;
@@ -154,8 +154,7 @@ static void reg_one(reg_ctx *c, const char *given)
     manifest *m = NULL;
     int rc = ws_confine(c->root, given, &rel);
     if (rc) {
-        reg_problem(c, PACKER_STATUS_REFUSED, "path_outside_workspace", given,
-                    packer_last_error());
+        reg_problem(c, PACKER_STATUS_REFUSED, "path_outside_workspace", given, packer_last_error());
         goto out;
     }
     if (strcmp(rel, ".") == 0 || ws_is_owned(rel)) {
@@ -185,9 +184,8 @@ static void reg_one(reg_ctx *c, const char *given)
         goto out;
     }
     if (rc) {
-        reg_problem(c, PACKER_STATUS_FAILED,
-                    rc == PACKER_EPARSE ? "manifest_invalid" : "io_error", rel,
-                    packer_last_error());
+        reg_problem(c, PACKER_STATUS_FAILED, rc == PACKER_EPARSE ? "manifest_invalid" : "io_error",
+                    rel, packer_last_error());
         goto out;
     }
     if (!reg_inputs(c, rel, m))
@@ -198,8 +196,8 @@ static void reg_one(reg_ctx *c, const char *given)
         reg_problem(c, PACKER_STATUS_REFUSED, "invalid_address", rel, msg);
         goto out;
     }
-    const asset_rec *clash = c->exclude ? NULL
-                                        : snap_included_by_address(snap_edit_view(c->e), address);
+    const asset_rec *clash =
+        c->exclude ? NULL : snap_included_by_address(snap_edit_view(c->e), address);
     if (clash) {
         snprintf(msg, sizeof msg, "address \"%s\" is already used by included asset %s (%s)",
                  address, clash->id, clash->root);
@@ -303,9 +301,9 @@ void svc_register_asset(op *o)
     }
     if (c.worst != PACKER_STATUS_OK) {
         resp_status(o->r, c.worst);
-        resp_summary(o->r, "nothing registered: %s", c.worst == PACKER_STATUS_FAILED
-                                                         ? "a manifest could not be read"
-                                                         : "a path was refused");
+        resp_summary(o->r, "nothing registered: %s",
+                     c.worst == PACKER_STATUS_FAILED ? "a manifest could not be read"
+                                                     : "a path was refused");
         goto out;
     }
     if (c.added == 0) {
@@ -383,9 +381,10 @@ static void set_included(op *o, bool include)
     }
     char sum[600];
     snprintf(sum, sizeof sum, "%s %s (%s)", include ? "included" : "excluded", a->id, a->address);
-    resp_applied(o->r, target_action(include ? "include" : "exclude",
-                                     include ? "include_asset_in_build" : "exclude_asset_from_build",
-                                     "safe", sum, a->id));
+    resp_applied(o->r,
+                 target_action(include ? "include" : "exclude",
+                               include ? "include_asset_in_build" : "exclude_asset_from_build",
+                               "safe", sum, a->id));
     announce(o, PACKER_EV_ACTION_APPLIED, sum, a->id);
     resp_summary(o->r, "%s", sum);
 out:

@@ -254,8 +254,8 @@ const asset_rec *const *snap_all(const snap *s, size_t *n)
             v[k++] = s->t[T_ID][i]->v[j];
     qsort(v, k, sizeof *v, cmp_root);
     const asset_rec **expected = NULL;
-    if (!atomic_compare_exchange_strong_explicit(&m->by_root, &expected, v,
-                                                 memory_order_acq_rel, memory_order_acquire)) {
+    if (!atomic_compare_exchange_strong_explicit(&m->by_root, &expected, v, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
         pk_free(v); /* another reader won the race: use its array */
         v = expected;
     }

@@ -344,9 +344,12 @@ static int load_asset(const cJSON *a, const char *display, int idx, int shard_no
     const char *id = json_get_str(a, "asset_id"), *root = json_get_str(a, "root");
     const char *addr = json_get_str(a, "address"), *kind = json_get_str(a, "kind");
     const cJSON *inc = cJSON_GetObjectItemCaseSensitive(a, "included");
-    const char *bad = !id || !*id ? "asset_id" : !root || !*root ? "root"
-                      : !addr ? "address" : !kind ? "kind" : !cJSON_IsBool(inc) ? "included"
-                                                                                 : NULL;
+    const char *bad = !id || !*id          ? "asset_id"
+                      : !root || !*root    ? "root"
+                      : !addr              ? "address"
+                      : !kind              ? "kind"
+                      : !cJSON_IsBool(inc) ? "included"
+                                           : NULL;
     if (bad)
         return pk_err(PACKER_EPARSE, "%s: assets[%d]: \"%s\" is missing or has the wrong type",
                       display, idx, bad);
@@ -359,8 +362,7 @@ static int load_asset(const cJSON *a, const char *display, int idx, int shard_no
     return snap_edit_put(e, r);
 }
 
-int store_parse_shard(const char *text, size_t len, const char *display, int shard_no,
-                      snap_edit *e)
+int store_parse_shard(const char *text, size_t len, const char *display, int shard_no, snap_edit *e)
 {
     cJSON *j = NULL;
     int rc = json_parse_text(text, len, display, &j);
@@ -385,8 +387,8 @@ static int load_shard(store *st, const char *name, snap_edit *e)
     char *display = pk_asprintf(".packer/registry/%s", name);
     char *text = NULL;
     size_t len = 0;
-    int rc = path && display ? io_read_file(path, &text, &len)
-                             : pk_err(PACKER_ENOMEM, "out of memory");
+    int rc =
+        path && display ? io_read_file(path, &text, &len) : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
         rc = store_parse_shard(text, len, display, (int)strtol(name, NULL, 16), e);
     pk_free(text);

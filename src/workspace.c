@@ -104,8 +104,7 @@ static int config_parse(const char *root, ws_config *out)
     int rc = io_read_file(path, &text, &len);
     pk_free(path);
     if (rc == PACKER_ENOTFOUND)
-        return pk_err(PACKER_ENOWORKSPACE, "%s: not a packer workspace (no %s)", root,
-                      CONFIG_FILE);
+        return pk_err(PACKER_ENOWORKSPACE, "%s: not a packer workspace (no %s)", root, CONFIG_FILE);
     if (rc == 0)
         rc = ws_parse_config(text, len, out);
     pk_free(text);
