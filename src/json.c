@@ -50,11 +50,21 @@ int json_parse_text(const char *text, size_t len, const char *display, cJSON **o
     }
     if (!end || end < text || end > text + len)
         return pk_err(PACKER_ENOMEM, "%s: out of memory while parsing", display);
+    const char *rest = end;
+    while (rest < text + len && strchr(" \t\r\n", *rest))
+        rest++;
     int line, col;
-    line_col(text, (size_t)(end - text), &line, &col);
-    if (end == text + len)
+    if (rest == text + len) {
+        line_col(text, len, &line, &col);
         return pk_err(PACKER_EPARSE, "%s:%d:%d: unexpected end of JSON", display, line, col);
-    return pk_err(PACKER_EPARSE, "%s:%d:%d: invalid JSON near '%.12s'", display, line, col, end);
+    }
+    /* cJSON stops just past a bad token that ends a line: point at it */
+    if (end > text && strchr(" \t\r\n", *end) && !strchr(" \t\r\n", end[-1]))
+        end--;
+    line_col(text, (size_t)(end - text), &line, &col);
+    int shown = (int)strcspn(end, "\r\n");
+    return pk_err(PACKER_EPARSE, "%s:%d:%d: invalid JSON near '%.*s'", display, line, col,
+                  shown < 12 ? shown : 12, end);
 }
 
 int json_load_file(const char *path, const char *display, cJSON **out)
