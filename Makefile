@@ -19,15 +19,17 @@ CFLAGS  += -std=c11 -Wall -Wextra -Werror -fPIC $(OPT) $(SAN) -pthread \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null) \
            -DPACKER_SRC_LUA_DIR='"$(CURDIR)/lua"'
 LDFLAGS += $(SAN) -pthread
-LIBS     = $(shell pkg-config --libs libcjson libxxhash 2>/dev/null)
 LUALIB   = $(shell pkg-config --libs lua5.4 2>/dev/null)
+# the Lua module takes Lua from the interpreter that loads it: LIBS_NOLUA
+LIBS_NOLUA = $(shell pkg-config --libs libcjson libxxhash 2>/dev/null)
+LIBS     = $(LIBS_NOLUA) $(LUALIB)
 RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
-           response project registry reads
-LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o)
+           response project registry reads sandbox recipes cache build pack pack_reader
+LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
-           $(BUILD)/obj/lua_packer.o
+           $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 
@@ -48,6 +50,16 @@ $(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/pack.o $(BUILD)/obj/pack_reader.o $(BUILD)/obj/cli_pack.o: src/pack_reader.h
+
+# Built-in recipes travel inside the library (lua/recipes is their source).
+$(BUILD)/gen/builtin_recipes.c: $(wildcard lua/recipes/*.lua) scripts/embed-lua.lua
+	@mkdir -p $(dir $@)
+	$(Q)lua5.4 scripts/embed-lua.lua $@ packer_builtin_recipes $(sort $(wildcard lua/recipes/*.lua))
+
+$(BUILD)/obj/builtin_recipes.o: $(BUILD)/gen/builtin_recipes.c
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
 $(BUILD)/libpacker.a: $(LIB_OBJ)
 	@rm -f $@
 	@$(if $(Q),echo "  LD      $@")
@@ -59,13 +71,13 @@ $(BUILD)/libpacker.so: $(LIB_OBJ)
 
 $(BUILD)/packer: $(CLI_OBJ) $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libpacker.a $(LIBS) $(LUALIB) $(RLLIB) -lm
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libpacker.a $(LIBS) $(RLLIB) -lm
 
 # The Lua module takes its Lua symbols from the interpreter that loads it.
 $(BUILD)/lua/packer.so: $(BUILD)/obj/lua_packer.o $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS) -lm
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ $(LIBS_NOLUA) -lm
 
 $(BUILD)/tests/%: spec/c/%.c $(wildcard spec/c/*.h) $(BUILD)/libpacker.a
 	@mkdir -p $(dir $@)
@@ -95,13 +107,18 @@ test-sanitize:
 	    build-tsan/libpacker.a $(patsubst $(BUILD)/%,build-tsan/%,$(C_TESTS))
 	@TSAN_OPTIONS=halt_on_error=1 PACKER_SANITIZE=tsan sh scripts/run-tests.sh build-tsan c
 
-# libFuzzer harness for every parser of untrusted bytes (needs clang).
-fuzz:
+# libFuzzer harnesses for every parser of untrusted bytes (need clang): the JSON
+# parsers, and the pack reader built alone (it must not need libpacker).
+fuzz: $(BUILD)/gen/builtin_recipes.c
 	@mkdir -p build-fuzz
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    $(shell pkg-config --cflags $(PKGS)) -o build-fuzz/fuzz_parsers \
-	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(LIBS) -pthread -lm
+	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(BUILD)/gen/builtin_recipes.c \
+	    $(LIBS) -pthread -lm
 	@echo "run: build-fuzz/fuzz_parsers -max_total_time=60 spec/fuzz/corpus"
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    -o build-fuzz/fuzz_pack_reader spec/fuzz/fuzz_pack_reader.c src/pack_reader.c
+	@echo "run: build-fuzz/fuzz_pack_reader -max_total_time=60 spec/fuzz/pack-corpus"
 
 $(BUILD)/bench_registry: scripts/bench_registry.c $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")

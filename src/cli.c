@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -30,6 +31,8 @@ typedef struct {
     const char *events;
     FILE *events_fp;
     bool progress; /* stderr is a TTY and not --json */
+    char phase[128]; /* progress bar: the current phase and its start */
+    double phase_start;
     packer_bus *bus;
     packer_project *p;
 } cli;
@@ -159,6 +162,42 @@ static int call(cli *c, const char *service, cJSON *params, printer print)
 
 /* ---- events ------------------------------------------------------------ */
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* "[#######.............] 1234/10000 hashing inputs  850/s  ETA 12s" on
+ * stderr, redrawn in place; a new phase (summary) restarts the clock. */
+static void progress_bar(cli *c, const packer_event *ev)
+{
+    char *line = packer_event_json(ev);
+    cJSON *j = line ? cJSON_Parse(line) : NULL;
+    const cJSON *pr = cJSON_GetObjectItem(j, "progress");
+    const char *what = packer_event_summary(ev);
+    if (pr && what) {
+        double done = cJSON_GetNumberValue(cJSON_GetObjectItem(pr, "done"));
+        double total = cJSON_GetNumberValue(cJSON_GetObjectItem(pr, "total"));
+        if (strcmp(c->phase, what) != 0) {
+            snprintf(c->phase, sizeof c->phase, "%s", what);
+            c->phase_start = mono_s();
+        }
+        double secs = mono_s() - c->phase_start, rate = secs > 0 ? done / secs : 0;
+        int width = 24, fill = total > 0 ? (int)(width * done / total) : width;
+        char bar[32];
+        for (int i = 0; i < width; i++)
+            bar[i] = i < fill ? '#' : '.';
+        bar[width] = '\0';
+        fprintf(stderr, "\r\033[K[%s] %.0f/%.0f %s  %.0f/s", bar, done, total, what, rate);
+        if (rate > 0 && done < total)
+            fprintf(stderr, "  ETA %.0fs", (total - done) / rate);
+    }
+    cJSON_Delete(j);
+    packer_free(line);
+}
+
 static void on_event(const packer_event *ev, void *ud)
 {
     cli *c = ud;
@@ -170,17 +209,8 @@ static void on_event(const packer_event *ev, void *ud)
         }
         packer_free(line);
     }
-    if (c->progress && packer_event_get_kind(ev) == PACKER_EV_PROGRESS_UPDATED) {
-        char *line = packer_event_json(ev);
-        cJSON *j = line ? cJSON_Parse(line) : NULL;
-        const cJSON *pr = cJSON_GetObjectItem(j, "progress");
-        if (pr)
-            fprintf(stderr, "\r\033[K%s: %.0f/%.0f", packer_event_summary(ev),
-                    cJSON_GetNumberValue(cJSON_GetObjectItem(pr, "done")),
-                    cJSON_GetNumberValue(cJSON_GetObjectItem(pr, "total")));
-        cJSON_Delete(j);
-        packer_free(line);
-    }
+    if (c->progress && packer_event_get_kind(ev) == PACKER_EV_PROGRESS_UPDATED)
+        progress_bar(c, ev);
 }
 
 static int open_project(cli *c)
@@ -381,6 +411,56 @@ static int no_args(cli *c, int argc, char **argv, const char *service, printer p
     return rc ? rc : call(c, service, NULL, print);
 }
 
+static int cmd_build(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+                                         {"clean", no_argument, 0, 'c'},
+                                         {"jobs", required_argument, 0, 'j'},
+                                         {"verify", no_argument, 0, 'v'},
+                                         {0, 0, 0, 0}};
+    const char *out = NULL;
+    long jobs = 0;
+    bool clean = false, verify = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "j:", opts, NULL)) != -1) {
+        char *end = NULL;
+        if (ch == 'o')
+            out = optarg;
+        else if (ch == 'c')
+            clean = true;
+        else if (ch == 'v')
+            verify = true;
+        else if (ch == 'j' && (jobs = strtol(optarg, &end, 10)) >= 1 && jobs <= 64 && !*end)
+            continue;
+        else
+            return usage_error("build ", "build: bad option (--jobs takes 1..64)");
+    }
+    if (optind != argc)
+        return usage_error("build ", "build: unexpected argument '%s'", argv[optind]);
+    char *abs_out = NULL;
+    if (out) { /* relative to where the user stands, like every PATH */
+        char *cwd = getcwd(NULL, 0);
+        abs_out = out[0] == '/' ? pk_strdup(out) : pk_asprintf("%s/%s", cwd ? cwd : ".", out);
+        free(cwd);
+    }
+    int rc = open_project(c);
+    if (rc) {
+        pk_free(abs_out);
+        return rc;
+    }
+    cJSON *params = cJSON_CreateObject();
+    if (abs_out)
+        json_add_str(params, "out", abs_out);
+    if (jobs)
+        cJSON_AddNumberToObject(params, "jobs", (double)jobs);
+    if (clean)
+        cJSON_AddTrueToObject(params, "clean");
+    if (verify)
+        cJSON_AddTrueToObject(params, "verify");
+    pk_free(abs_out);
+    return call(c, "build", params, NULL);
+}
+
 static int cmd_status(cli *c, int argc, char **argv)
 {
     return no_args(c, argc, argv, "status", cli_print_status);
@@ -397,6 +477,11 @@ static int cmd_repl(cli *c, int argc, char **argv)
     rc = cli_repl(root);
     packer_free(root);
     return rc == 0 ? EXIT_DONE : EXIT_FAILURE_IO;
+}
+
+static int cmd_pack(cli *c, int argc, char **argv)
+{
+    return cli_pack(argc, argv, c->json);
 }
 
 static int cmd_help(cli *c, int argc, char **argv);
@@ -425,7 +510,15 @@ static const command COMMANDS[] = {
      "  --yes           consent to the deletion",
      cmd_remove},
     {"list", "list [--included | --excluded]", "List registered assets.", cmd_list},
+    {"build", "build [--out DIR] [--clean] [--jobs N] [--verify]",
+     "Build the included assets into DIR/assets.pack and DIR/addressables.json.\n"
+     "  --out DIR   output directory, packer-owned (default: build/ in the workspace)\n"
+     "  --clean     ignore the cache and the stat index; rebuild everything\n"
+     "  --jobs N    worker threads for hashing and recipes (default: CPUs)\n"
+     "  --verify    also rebuild clean into a temporary directory and compare",
+     cmd_build},
     {"status", "status", "Show the workspace, the asset counts and the runtime state.", cmd_status},
+    {"pack", cli_pack_usage, cli_pack_help, cmd_pack},
     {"repl", "repl", "A Lua 5.4 prompt with the open project bound to `project`.", cmd_repl},
     {"help", "help [COMMAND]", "Show help for packer or for one command.", cmd_help},
 };

@@ -1,5 +1,5 @@
 /*
- * cli.h - shared by the CLI's files (cli.c, cli_print.c, cli_repl.c).
+ * cli.h - shared by the CLI's files (cli.c, cli_print.c, cli_repl.c, cli_pack.c).
  */
 #ifndef PACKER_CLI_H
 #define PACKER_CLI_H
@@ -12,6 +12,11 @@
 void cli_print_list(const cJSON *root);
 void cli_print_details(const cJSON *root);
 void cli_print_status(const cJSON *root);
+
+/* `packer pack ls|cat` (cli_pack.c): argv[0] is "pack"; json is the global
+ * --json flag. Returns the exit code. Usage and help for the command table. */
+extern const char cli_pack_usage[], cli_pack_help[];
+int cli_pack(int argc, char **argv, int json);
 
 /* Interactive Lua prompt over an open project; 0 on a clean exit. */
 int cli_repl(const char *root);

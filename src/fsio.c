@@ -4,6 +4,8 @@
  * io_write_atomic() is how every packer-owned file changes: a temp file in
  * the same directory, write, fsync, rename over the target, fsync the
  * directory. A crash at any instant leaves the old file or the new one.
+ * io_out_* is the same path for files written in pieces (packs), and
+ * io_write_atomic is built on it.
  * Writes, fsyncs and renames pass the fault-injection hook (alloc.c) so
  * tests can fail each of them in turn.
  *
@@ -120,41 +122,90 @@ static char *dir_of(const char *path)
     return pk_strndup(path, (size_t)(slash - path));
 }
 
-int io_write_atomic(const char *path, const void *buf, size_t len)
+struct io_out {
+    int fd;
+    char *path, *tmp, *dir;
+};
+
+static void out_free(io_out *o)
 {
-    char *tmp =
-        pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
-    char *dir = dir_of(path);
-    int rc = 0;
-    if (!tmp || !dir) {
-        rc = pk_err(PACKER_ENOMEM, "%s: out of memory", path);
-        goto out;
+    pk_free(o->path);
+    pk_free(o->tmp);
+    pk_free(o->dir);
+    pk_free(o);
+}
+
+int io_out_begin(const char *path, io_out **out)
+{
+    *out = NULL;
+    io_out *o = pk_calloc(1, sizeof *o);
+    if (!o)
+        return pk_err(PACKER_ENOMEM, "%s: out of memory", path);
+    o->path = pk_strdup(path);
+    o->tmp = pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(), atomic_fetch_add(&tmp_counter, 1));
+    o->dir = dir_of(path);
+    if (!o->path || !o->tmp || !o->dir) {
+        out_free(o);
+        return pk_err(PACKER_ENOMEM, "%s: out of memory", path);
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = pk_err_errno("cannot create", tmp);
-        goto out;
+    o->fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (o->fd < 0) {
+        int rc = pk_err_errno("cannot create", o->tmp);
+        out_free(o);
+        return rc;
     }
-    rc = write_all(fd, buf, len, path);
-    if (rc == 0)
-        rc = fsync_fd(fd, path);
+    *out = o;
+    return 0;
+}
+
+int io_out_write(io_out *o, const void *buf, size_t len)
+{
+    return write_all(o->fd, buf, len, o->path);
+}
+
+void io_out_abort(io_out *o)
+{
+    if (!o)
+        return;
+    if (o->fd >= 0)
+        close(o->fd);
+    unlink(o->tmp);
+    out_free(o);
+}
+
+int io_out_commit(io_out *o)
+{
+    int rc = fsync_fd(o->fd, o->path);
+    int fd = o->fd;
+    o->fd = -1;
     if (close(fd) < 0 && rc == 0)
-        rc = pk_err_errno("cannot close", path);
+        rc = pk_err_errno("cannot close", o->path);
     if (rc == 0 && pk_fault_hit(FAULT_RENAME)) {
         errno = EIO;
-        rc = pk_err_errno("cannot rename into place", path);
+        rc = pk_err_errno("cannot rename into place", o->path);
     }
-    if (rc == 0 && rename(tmp, path) < 0)
-        rc = pk_err_errno("cannot rename into place", path);
+    if (rc == 0 && rename(o->tmp, o->path) < 0)
+        rc = pk_err_errno("cannot rename into place", o->path);
     if (rc != 0) {
-        unlink(tmp);
-        goto out;
+        io_out_abort(o);
+        return rc;
     }
-    rc = io_fsync_dir(dir);
-out:
-    pk_free(tmp);
-    pk_free(dir);
+    rc = io_fsync_dir(o->dir);
+    out_free(o);
     return rc;
+}
+
+int io_write_atomic(const char *path, const void *buf, size_t len)
+{
+    io_out *o;
+    int rc = io_out_begin(path, &o);
+    if (rc == 0)
+        rc = io_out_write(o, buf, len);
+    if (rc != 0) {
+        io_out_abort(o);
+        return rc;
+    }
+    return io_out_commit(o);
 }
 
 int io_unlink_durable(const char *path)

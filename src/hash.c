@@ -76,6 +76,57 @@ int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size)
     return rc;
 }
 
+void hash_to_hex(const unsigned char bin[16], char out[HASH_HEX_LEN + 1])
+{
+    to_hex(bin, 16, out);
+}
+
+bool hash_from_hex(const char *hex, unsigned char bin[16])
+{
+    for (int i = 0; i < 16; i++) {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+            char c = hex[2 * i + k];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0)
+                return false;
+            v = v * 16 + (unsigned)d;
+        }
+        bin[i] = (unsigned char)v;
+    }
+    return hex[32] == '\0';
+}
+
+struct hash_stream {
+    XXH3_state_t *st;
+};
+
+hash_stream *hash_stream_new(void)
+{
+    hash_stream *h = pk_malloc(sizeof *h);
+    if (h && !(h->st = XXH3_createState())) {
+        pk_free(h);
+        h = NULL;
+    }
+    if (h)
+        XXH3_128bits_reset(h->st);
+    return h;
+}
+
+void hash_stream_update(hash_stream *h, const void *buf, size_t len)
+{
+    XXH3_128bits_update(h->st, buf, len);
+}
+
+void hash_stream_end(hash_stream *h, unsigned char out[16])
+{
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(h->st));
+    memcpy(out, c.digest, sizeof c.digest);
+    XXH3_freeState(h->st);
+    pk_free(h);
+}
+
 uint64_t hash64(const char *s)
 {
     return XXH3_64bits(s, strlen(s));

@@ -57,6 +57,16 @@ int io_read_file(const char *path, char **out, size_t *len);
 /* Durably replace `path` with buf: temp file in the same directory, write,
  * fsync, rename over path, fsync the directory. Old or new, never a mix. */
 int io_write_atomic(const char *path, const void *buf, size_t len);
+/* The same durable write, streamed: begin creates the temp file next to
+ * path, write appends (may be called many times), commit fsyncs, renames
+ * over path, fsyncs the directory and frees o (also on failure, when the
+ * temp file is removed and path is untouched); abort removes the temp file
+ * and frees o (accepts NULL). */
+typedef struct io_out io_out;
+int io_out_begin(const char *path, io_out **out);
+int io_out_write(io_out *o, const void *buf, size_t len);
+int io_out_commit(io_out *o);
+void io_out_abort(io_out *o);
 /* Unlink (absent is fine) and fsync the directory. */
 int io_unlink_durable(const char *path);
 int io_fsync_dir(const char *dir);
@@ -97,6 +107,15 @@ const char *json_get_str(const cJSON *obj, const char *key);
 void hash_hex(const void *buf, size_t len, char out[HASH_HEX_LEN + 1]);
 /* Stream a file through XXH3-128. */
 int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size);
+/* 16 canonical bytes <-> 32 hex digits. hash_from_hex: false if malformed. */
+void hash_to_hex(const unsigned char bin[16], char out[HASH_HEX_LEN + 1]);
+bool hash_from_hex(const char *hex, unsigned char bin[16]);
+/* XXH3-128 over bytes fed in pieces; the digest in canonical form (16
+ * big-endian bytes). new: NULL when out of memory; end frees the stream. */
+typedef struct hash_stream hash_stream;
+hash_stream *hash_stream_new(void);
+void hash_stream_update(hash_stream *h, const void *buf, size_t len);
+void hash_stream_end(hash_stream *h, unsigned char out[16]);
 /* 64-bit hash for in-memory tables. */
 uint64_t hash64(const char *s);
 /* n random bytes as 2n hex digits + NUL (getrandom). */
@@ -300,6 +319,113 @@ packer_response *resp_finish(resp *r, packer_state state);
 void resp_free(resp *r);
 const cJSON *response_root(const packer_response *r);
 
+/* ---- sandbox.c: Lua under an instruction budget and a memory cap ----- */
+
+struct lua_State;
+typedef struct sandbox sandbox;
+
+int sandbox_new(size_t mem_cap, sandbox **out);
+void sandbox_free(sandbox *sb);
+struct lua_State *sandbox_state(sandbox *sb);
+/* Load a text chunk (binary refused) onto the stack; message into err. */
+int sandbox_load(sandbox *sb, const char *src, size_t len, const char *chunkname, char *err,
+                 size_t errlen);
+/* lua_pcall under the budget; on failure the stack is emptied and err says
+ * why ("instruction budget exceeded", "memory cap exceeded", or the error
+ * with its chunk:line position). */
+int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err,
+                 size_t errlen);
+void sandbox_push_json(struct lua_State *L, const cJSON *j);
+
+/* ---- recipes.c: build recipes ------------------------------------------ */
+
+typedef struct {
+    char *name; /* as declared in the manifest */
+    char *path; /* workspace-relative, confined */
+    char hash[HASH_HEX_LEN + 1];
+    uint64_t size;
+} build_input;
+
+typedef struct {
+    const char *asset_id, *address, *root, *kind; /* borrowed from the snapshot */
+    build_input *inputs;
+    size_t ninputs;
+    cJSON *options;
+    char *manifest_text; /* canonical manifest, part of the cache key */
+} build_item;
+
+typedef struct {
+    char *bytes; /* the blob, or NULL when stream_input is set */
+    size_t len;
+    int stream_input; /* 1-based: the blob is this input's bytes as they are */
+} recipe_output;
+
+typedef struct recipe_set recipe_set;
+typedef struct recipe_runner recipe_runner;
+
+int recipes_load(const char *root, recipe_set **out);
+void recipes_free(recipe_set *rs);
+/* Identity hash of the recipe for kind; NULL when there is none or it is
+ * broken (*error then says why, or is NULL for "no recipe"). */
+const char *recipes_id(const recipe_set *rs, const char *kind, const char **error);
+int runner_new(const recipe_set *rs, const char *root, recipe_runner **out);
+void runner_free(recipe_runner *rr);
+int runner_run(recipe_runner *rr, const build_item *it, recipe_output *out, char *err,
+               size_t errlen);
+
+/* ---- cache.c: input hashes by stat, recipe outputs by key -------------- */
+
+typedef struct cache cache;
+
+typedef struct {
+    char type;       /* 'B': blob in blob_path at offset; 'R': input streamed as is */
+    char *blob_path; /* 'B' only, absolute */
+    uint64_t offset;
+    char *ref_path; /* 'R' only, workspace-relative input */
+    uint64_t size;
+    unsigned char hash[16]; /* XXH3-128 canonical of the blob */
+} cache_obj;
+
+/* fresh: ignore the stat index (a --clean build re-hashes everything). */
+int cache_open(const char *root, bool fresh, cache **out);
+void cache_close(cache *c);
+/* Content hash of workspace file `path`, from the stat index when its
+ * size, mtime, ctime and inode match, else by reading it. Any thread. */
+int cache_hash_input(cache *c, const char *root, const char *path, char hash[HASH_HEX_LEN + 1],
+                     uint64_t *size);
+int cache_save_index(cache *c);
+int cache_put(cache *c, const char *key, char type, const void *payload, size_t len,
+              uint64_t size, const unsigned char hash[16]);
+/* PACKER_ENOTFOUND when absent, PACKER_EPARSE when damaged. */
+int cache_get(cache *c, const char *key, cache_obj *out);
+void cache_obj_clear(cache_obj *o);
+/* Re-hash a 'B' object's bytes against its recorded hash. */
+int cache_verify(const cache_obj *o);
+
+/* ---- pack.c: the pack writer (docs/pack-format.md) -------------------- */
+
+typedef struct {
+    const char *address;
+    const char *asset_id;
+    const char *blob_path; /* file holding the blob bytes (NULL ok when size is 0) */
+    uint64_t blob_offset;  /* where they start in that file */
+    uint64_t size;
+    unsigned char hash[16]; /* XXH3-128 canonical of the blob */
+} pack_entry;
+
+/* Write a complete pack to `path` (created or replaced durably: temp
+ * file, write, fsync, rename, fsync dir). Entries are sorted by address
+ * here, in place (caller order does not matter); duplicate or empty
+ * addresses, empty asset ids and sets past the format's limits are
+ * PACKER_EINVAL. Blobs are streamed from blob_path in bounded memory
+ * (never the whole blob in RAM), and their bytes are re-hashed while
+ * copying: a mismatch with entry.hash, or a blob file shorter than
+ * blob_offset + size, fails the write (PACKER_EIO, message names the
+ * address) and leaves `path` untouched. The bytes depend only on the set
+ * of (address, asset_id, blob bytes). Any thread; not concurrently on the
+ * same path. */
+int pack_write(const char *path, pack_entry *entries, size_t n);
+
 /* ---- project.c / services: the runtime -------------------------------- */
 
 typedef struct op op;
@@ -349,6 +475,8 @@ void svc_register_asset(op *o);
 void svc_include(op *o);
 void svc_exclude(op *o);
 void svc_remove_asset(op *o);
+/* build.c */
+void svc_build(op *o);
 /* reads.c */
 void svc_list_assets(op *o);
 void svc_get_asset_details(op *o);

@@ -172,8 +172,11 @@ static void sb_number(sbuf *b, double d)
         snprintf(num, sizeof num, "null");
     else if (d == floor(d) && fabs(d) < 9007199254740992.0)
         snprintf(num, sizeof num, "%lld", (long long)d);
-    else
-        snprintf(num, sizeof num, "%.17g", d);
+    else { /* the shortest form that reads back as the same double */
+        snprintf(num, sizeof num, "%.15g", d);
+        if (strtod(num, NULL) != d)
+            snprintf(num, sizeof num, "%.17g", d);
+    }
     sb_str(b, num);
 }
 

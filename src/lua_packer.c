@@ -33,39 +33,6 @@ int luaopen_packer(lua_State *L);
 
 /* ---- JSON <-> Lua ------------------------------------------------------ */
 
-static void push_json(lua_State *L, const cJSON *j)
-{
-    luaL_checkstack(L, 4, "JSON nesting too deep");
-    if (cJSON_IsString(j)) {
-        lua_pushstring(L, j->valuestring);
-    } else if (cJSON_IsNumber(j)) {
-        double d = j->valuedouble;
-        if (d == (double)(lua_Integer)d)
-            lua_pushinteger(L, (lua_Integer)d);
-        else
-            lua_pushnumber(L, d);
-    } else if (cJSON_IsBool(j)) {
-        lua_pushboolean(L, cJSON_IsTrue(j));
-    } else if (cJSON_IsArray(j)) {
-        lua_createtable(L, cJSON_GetArraySize(j), 0);
-        lua_Integer i = 1;
-        for (const cJSON *c = j->child; c; c = c->next) {
-            push_json(L, c);
-            lua_rawseti(L, -2, i++);
-        }
-    } else if (cJSON_IsObject(j)) {
-        lua_createtable(L, 0, 8);
-        for (const cJSON *c = j->child; c; c = c->next) {
-            if (cJSON_IsNull(c))
-                continue;
-            push_json(L, c);
-            lua_setfield(L, -2, c->string);
-        }
-    } else {
-        lua_pushnil(L);
-    }
-}
-
 static cJSON *to_json(lua_State *L, int idx, int depth)
 {
     idx = lua_absindex(L, idx);
@@ -186,7 +153,7 @@ static int bus_poll(lua_State *L, lbus *b)
     for (size_t i = 0; i < n; i++) {
         cJSON *j = cJSON_Parse(q[i]);
         pk_free(q[i]);
-        push_json(L, j);
+        sandbox_push_json(L, j);
         cJSON_Delete(j);
         lua_rawseti(L, list, (lua_Integer)i + 1);
     }
@@ -252,7 +219,7 @@ static lproject *check_project(lua_State *L, int idx)
 
 static int push_response(lua_State *L, packer_response *r)
 {
-    push_json(L, response_root(r));
+    sandbox_push_json(L, response_root(r));
     packer_response_free(r);
     return 1;
 }

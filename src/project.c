@@ -61,7 +61,7 @@ static const service SERVICES[] = {
     {"get_asset_details", PACKER_OP_READ, false, svc_get_asset_details},
     {"status", PACKER_OP_READ, false, svc_status},
     {"doctor", PACKER_OP_READ, false, svc_unavailable},
-    {"build", PACKER_OP_WORKSPACE_MUTATION, true, svc_unavailable},
+    {"build", PACKER_OP_WORKSPACE_MUTATION, true, svc_build},
 };
 
 /* ---- accessors --------------------------------------------------------- */

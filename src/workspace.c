@@ -23,7 +23,8 @@
 #define CONFIG_FILE "packer.json"
 
 static const char GITIGNORE[] = "# local packer state; the registry/ is meant to be committed\n"
-                                "/lock\n/generation\n/journal\n/cache/\n*.tmp-*\n";
+                                "/lock\n/generation\n/journal\n/cache/\n/build-*.json\n"
+                                "*.tmp-*\n";
 
 int ws_find(const char *start, char **out_root)
 {

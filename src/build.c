@@ -1,0 +1,890 @@
+/*
+ * build.c - the build service: registered, included assets -> a pack file
+ * and the compile surface (addressables.json) in the output directory.
+ *
+ * One build is one lane job holding the workspace lock, so builds and
+ * registry writes never interleave. Its phases:
+ *   1. validate the registered world; structural errors block the build
+ *      and leave the output directory exactly as it was;
+ *   2. hash inputs (stat index first) and look up each asset's cache key;
+ *   3. run the recipes of the misses in the sandbox, on `jobs` workers;
+ *   4. unless the outputs already hold exactly this content, write them
+ *      into a staging directory and swap it with the output directory in
+ *      one rename (RENAME_EXCHANGE): readers and crashes see the previous
+ *      complete output or the new one.
+ * Phases 2 and 3 use worker threads; events are published only by the
+ * lane thread, in address order, so they stay in causal order.
+ *
+ * Output bytes depend only on (address, asset_id, blob) of the included
+ * assets: incremental equals clean, on any path.
+ *
+ * Threads: lane only (plus the workers it starts and joins).
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "internal.h"
+
+#define PACK_NAME "assets.pack"
+#define SURFACE_NAME "addressables.json"
+
+typedef struct {
+    char key[HASH_HEX_LEN + 1];
+    cache_obj obj;
+    bool hit, failed, corrupt;
+    char *error;
+    double ms;
+} result;
+
+typedef struct {
+    op *o;
+    const char *root;
+    snap *cur;
+    char *out_dir; /* absolute */
+    bool clean, verify;
+    int jobs;
+    recipe_set *rs;
+    cache *cache;
+    build_item *items;
+    result *res;
+    size_t n;
+    size_t hits, misses, failures;
+    uint64_t bytes;
+    bool up_to_date;
+} build_ctx;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---- workers ----------------------------------------------------------- */
+
+typedef struct {
+    build_ctx *b;
+    int (*fn)(build_ctx *b, size_t i, void *worker);
+    void *(*worker_new)(build_ctx *b);
+    void (*worker_free)(void *w);
+    atomic_size_t next, done;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} pool;
+
+static void *pool_main(void *arg)
+{
+    pool *p = arg;
+    void *w = p->worker_new ? p->worker_new(p->b) : NULL;
+    for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->b->n;) {
+        p->fn(p->b, i, w);
+        atomic_fetch_add(&p->done, 1);
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (p->worker_free)
+        p->worker_free(w);
+    return NULL;
+}
+
+/* Run fn over every item on b->jobs threads; the lane thread publishes
+ * progress while it waits. */
+static void run_pool(build_ctx *b, const char *what, int (*fn)(build_ctx *, size_t, void *),
+                     void *(*worker_new)(build_ctx *), void (*worker_free)(void *))
+{
+    pool p = {.b = b, .fn = fn, .worker_new = worker_new, .worker_free = worker_free};
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    int jobs = b->jobs < 1 ? 1 : b->jobs > 64 ? 64 : b->jobs;
+    pthread_t t[64];
+    int started = 0;
+    for (; started < jobs; started++)
+        if (pthread_create(&t[started], NULL, pool_main, &p) != 0)
+            break;
+    if (started == 0)
+        pool_main(&p);
+    size_t reported = 0;
+    pthread_mutex_lock(&p.mu);
+    while (atomic_load(&p.done) < b->n) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&p.cv, &p.mu, &ts);
+        size_t done = atomic_load(&p.done);
+        if (done != reported && done < b->n) {
+            pthread_mutex_unlock(&p.mu);
+            op_progress(b->o, done, b->n, what);
+            reported = done;
+            pthread_mutex_lock(&p.mu);
+        }
+    }
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    op_progress(b->o, b->n, b->n, what);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+}
+
+/* ---- phase 1: collect and validate ------------------------------------- */
+
+static void structural(build_ctx *b, const char *code, const asset_rec *a, const char *path,
+                       const char *msg)
+{
+    resp_diag(b->o->r, "error", code, a ? a->id : NULL, path, msg);
+    resp_blocker(b->o->r, code, msg);
+}
+
+static int cmp_address(const void *x, const void *y)
+{
+    return strcmp(((const build_item *)x)->address, ((const build_item *)y)->address);
+}
+
+static bool item_inputs(build_ctx *b, const asset_rec *a, const manifest *m, build_item *it)
+{
+    it->inputs = pk_calloc(m->ninputs + 1, sizeof *it->inputs);
+    if (!it->inputs)
+        return false;
+    for (size_t k = 0; k < m->ninputs; k++) {
+        build_input *in = &it->inputs[it->ninputs];
+        char msg[700];
+        if (ws_confine_under(b->root, a->root, m->inputs[k], &in->path) != 0) {
+            structural(b, "input_escapes_workspace", a, a->root, packer_last_error());
+            return false;
+        }
+        in->name = pk_strdup(m->inputs[k]);
+        it->ninputs++;
+        char *abs = io_join(b->root, in->path);
+        bool ok = abs && io_is_file(abs);
+        pk_free(abs);
+        if (!ok) {
+            snprintf(msg, sizeof msg, "%s: input of %s not found", in->path, a->id);
+            structural(b, "input_missing", a, in->path, msg);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Fill it from a and its manifest; false after reporting a structural error. */
+static bool collect_one(build_ctx *b, const asset_rec *a, build_item *it)
+{
+    char msg[700];
+    manifest *m = NULL;
+    char *abs = io_join(b->root, a->root);
+    bool root_ok = abs && io_is_dir(abs);
+    pk_free(abs);
+    it->asset_id = a->id;
+    it->address = a->address;
+    it->root = a->root;
+    it->kind = NULL;
+    if (!root_ok) {
+        snprintf(msg, sizeof msg, "%s: asset root of %s is missing", a->root, a->id);
+        structural(b, "root_missing", a, a->root, msg);
+        return false;
+    }
+    if (manifest_load(b->root, a->root, &m) != 0) {
+        structural(b, "manifest_invalid", a, a->root, packer_last_error());
+        return false;
+    }
+    bool ok = true;
+    const char *why = NULL;
+    const char *kind = m->kind; /* the manifest is the truth for kind */
+    if (!recipes_id(b->rs, kind, &why)) {
+        snprintf(msg, sizeof msg, "%s: kind \"%s\" has %s", a->root, kind,
+                 why ? why : "no recipe (add recipes/<kind>.lua)");
+        structural(b, why ? "recipe_invalid" : "unknown_kind", a, a->root, msg);
+        ok = false;
+    }
+    if (ok)
+        ok = item_inputs(b, a, m, it);
+    if (ok) {
+        cJSON *mj = cJSON_CreateObject();
+        if (mj) {
+            json_add_str(mj, "kind", kind);
+            cJSON_AddItemToObject(mj, "inputs",
+                                  json_str_array((const char *const *)m->inputs, m->ninputs));
+            cJSON_AddItemToObject(mj, "options", cJSON_Duplicate(m->options, 1));
+        }
+        it->manifest_text = mj ? json_canonical(mj, false) : NULL;
+        it->options = cJSON_Duplicate(m->options, 1);
+        cJSON_Delete(mj);
+        ok = it->manifest_text && it->options;
+    }
+    it->kind = ok ? pk_strdup(kind) : NULL;
+    manifest_free(m);
+    return ok && it->kind;
+}
+
+static void items_free(build_ctx *b)
+{
+    for (size_t i = 0; b->items && i < b->n; i++) {
+        build_item *it = &b->items[i];
+        for (size_t k = 0; k < it->ninputs; k++) {
+            pk_free(it->inputs[k].name);
+            pk_free(it->inputs[k].path);
+        }
+        pk_free(it->inputs);
+        pk_free((char *)it->kind);
+        pk_free(it->manifest_text);
+        cJSON_Delete(it->options);
+        if (b->res) {
+            cache_obj_clear(&b->res[i].obj);
+            pk_free(b->res[i].error);
+        }
+    }
+    pk_free(b->items);
+    pk_free(b->res);
+}
+
+static bool collect(build_ctx *b)
+{
+    size_t n = 0;
+    const asset_rec *const *all = snap_all(b->cur, &n);
+    b->items = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->items);
+    b->res = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->res);
+    if (!all || !b->items || !b->res)
+        return false;
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->included)
+            continue;
+        build_item *it = &b->items[b->n++];
+        if (!collect_one(b, all[i], it))
+            ok = false;
+    }
+    qsort(b->items, b->n, sizeof *b->items, cmp_address);
+    for (size_t i = 1; i < b->n; i++)
+        if (strcmp(b->items[i - 1].address, b->items[i].address) == 0) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "address \"%s\" is used by included assets %s and %s",
+                     b->items[i].address, b->items[i - 1].asset_id, b->items[i].asset_id);
+            structural(b, "duplicate_address", NULL, NULL, msg);
+            ok = false;
+        }
+    return ok;
+}
+
+/* ---- phase 2: hash inputs, compute keys, look up the cache ------------- */
+
+static void key_add(XXH3_state_t *st, const char *s)
+{
+    XXH3_128bits_update(st, s, strlen(s) + 1); /* with the NUL: unambiguous */
+}
+
+static int compute_key(build_ctx *b, build_item *it, result *r)
+{
+    const char *why;
+    XXH3_state_t *st = XXH3_createState();
+    if (!st)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    XXH3_128bits_reset(st);
+    key_add(st, "packer-build-1");
+    key_add(st, recipes_id(b->rs, it->kind, &why));
+    key_add(st, it->asset_id);
+    key_add(st, it->address);
+    key_add(st, it->manifest_text);
+    for (size_t k = 0; k < it->ninputs; k++) {
+        key_add(st, it->inputs[k].name);
+        key_add(st, it->inputs[k].hash);
+    }
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+    XXH3_freeState(st);
+    hash_to_hex(c.digest, r->key);
+    return 0;
+}
+
+/* A usable hit: the object parses, and its bytes (or the input it refers
+ * to) still have the recorded hash. */
+static void lookup(build_ctx *b, build_item *it, result *r)
+{
+    int rc = cache_get(b->cache, r->key, &r->obj);
+    if (rc == PACKER_ENOTFOUND)
+        return;
+    if (rc == 0 && r->obj.type == 'B')
+        rc = cache_verify(&r->obj);
+    if (rc == 0 && r->obj.type == 'R') {
+        const build_input *in = NULL;
+        for (size_t k = 0; k < it->ninputs; k++)
+            if (strcmp(it->inputs[k].path, r->obj.ref_path) == 0)
+                in = &it->inputs[k];
+        unsigned char h[16];
+        if (!in || !hash_from_hex(in->hash, h) || memcmp(h, r->obj.hash, 16) != 0)
+            rc = PACKER_EPARSE;
+    }
+    if (rc == 0) {
+        r->hit = true;
+        return;
+    }
+    r->corrupt = true;
+    cache_obj_clear(&r->obj);
+}
+
+static int hash_one(build_ctx *b, size_t i, void *worker)
+{
+    (void)worker;
+    build_item *it = &b->items[i];
+    result *r = &b->res[i];
+    double t0 = now_ms();
+    for (size_t k = 0; k < it->ninputs; k++) {
+        build_input *in = &it->inputs[k];
+        if (cache_hash_input(b->cache, b->root, in->path, in->hash, &in->size) != 0) {
+            r->failed = true;
+            r->error = pk_strdup(packer_last_error());
+            return -1;
+        }
+    }
+    compute_key(b, it, r);
+    if (!b->clean)
+        lookup(b, it, r);
+    r->ms = now_ms() - t0;
+    return 0;
+}
+
+/* ---- phase 3: run recipes ----------------------------------------------- */
+
+static void *runner_make(build_ctx *b)
+{
+    recipe_runner *rr = NULL;
+    runner_new(b->rs, b->root, &rr);
+    return rr;
+}
+
+static void runner_drop(void *w)
+{
+    runner_free(w);
+}
+
+static int store_output(build_ctx *b, build_item *it, result *r, recipe_output *out)
+{
+    unsigned char h[16];
+    if (out->stream_input) {
+        const build_input *in = &it->inputs[out->stream_input - 1];
+        hash_from_hex(in->hash, h);
+        int rc = cache_put(b->cache, r->key, 'R', in->path, strlen(in->path), in->size, h);
+        return rc ? rc : cache_get(b->cache, r->key, &r->obj);
+    }
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits(out->bytes, out->len));
+    int rc = cache_put(b->cache, r->key, 'B', out->bytes, out->len, out->len, c.digest);
+    return rc ? rc : cache_get(b->cache, r->key, &r->obj);
+}
+
+static int build_one(build_ctx *b, size_t i, void *worker)
+{
+    build_item *it = &b->items[i];
+    result *r = &b->res[i];
+    if (r->hit || r->failed)
+        return 0;
+    double t0 = now_ms();
+    char err[1024];
+    recipe_output out = {0};
+    int rc = worker ? runner_run(worker, it, &out, err, sizeof err)
+                    : pk_err(PACKER_ENOMEM, "cannot create a recipe sandbox");
+    if (!worker)
+        snprintf(err, sizeof err, "%s", packer_last_error());
+    if (rc == 0 && store_output(b, it, r, &out) != 0) {
+        rc = PACKER_EIO;
+        snprintf(err, sizeof err, "%s", packer_last_error());
+    }
+    pk_free(out.bytes);
+    if (rc) {
+        r->failed = true;
+        r->error = pk_strdup(err);
+    }
+    r->ms += now_ms() - t0;
+    return rc;
+}
+
+/* ---- phase 4: outputs ----------------------------------------------------- */
+
+static char *surface_text(build_ctx *b)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (size_t i = 0; arr && i < b->n; i++) {
+        cJSON *e = cJSON_CreateObject();
+        if (!e || !cJSON_AddItemToArray(arr, e) || !json_add_str(e, "address", b->items[i].address) ||
+            !json_add_str(e, "asset_id", b->items[i].asset_id)) {
+            cJSON_Delete(arr);
+            return NULL;
+        }
+    }
+    char *text = json_canonical(arr, false);
+    cJSON_Delete(arr);
+    char *line = text ? pk_asprintf("%s\n", text) : NULL;
+    pk_free(text);
+    return line;
+}
+
+static pack_entry *entries_of(build_ctx *b)
+{
+    pack_entry *v = pk_calloc(b->n + 1, sizeof *v);
+    for (size_t i = 0; v && i < b->n; i++) {
+        const cache_obj *o = &b->res[i].obj;
+        v[i].address = b->items[i].address;
+        v[i].asset_id = b->items[i].asset_id;
+        v[i].size = o->size;
+        memcpy(v[i].hash, o->hash, 16);
+        v[i].blob_offset = o->type == 'B' ? o->offset : 0;
+        v[i].blob_path = o->type == 'B' ? pk_strdup(o->blob_path) : io_join(b->root, o->ref_path);
+        if (!v[i].blob_path) {
+            for (size_t k = 0; k < i; k++)
+                pk_free((char *)v[k].blob_path);
+            pk_free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static void entries_free(pack_entry *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        pk_free((char *)v[i].blob_path);
+    pk_free(v);
+}
+
+/* Write the complete output set into dir (which must exist). */
+static int write_outputs(build_ctx *b, const char *dir)
+{
+    pack_entry *v = entries_of(b);
+    char *pack = io_join(dir, PACK_NAME), *surf = io_join(dir, SURFACE_NAME);
+    char *text = surface_text(b);
+    int rc = v && pack && surf && text ? pack_write(pack, v, b->n)
+                                       : pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = io_write_atomic(surf, text, strlen(text));
+    entries_free(v, b->n);
+    pk_free(pack);
+    pk_free(surf);
+    pk_free(text);
+    return rc;
+}
+
+static int rm_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return unlink(path) == 0 || errno == ENOENT ? 0 : pk_err_errno("cannot remove", path);
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char *p = io_join(path, e->d_name);
+        rc = p ? rm_tree(p) : PACKER_ENOMEM;
+        pk_free(p);
+    }
+    closedir(d);
+    if (rc == 0 && rmdir(path) != 0)
+        rc = pk_err_errno("cannot remove", path);
+    return rc;
+}
+
+static char *parent_of(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash && slash != path ? pk_strndup(path, (size_t)(slash - path)) : pk_strdup("/");
+}
+
+/* Stage the outputs next to out_dir, then swap them in with one rename. */
+static int publish_outputs(build_ctx *b)
+{
+    char *stage = pk_asprintf("%s.tmp-%ld", b->out_dir, (long)getpid());
+    char *parent = parent_of(b->out_dir);
+    int rc = stage && parent ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0) {
+        rm_tree(stage); /* litter of an earlier crash */
+        rc = io_mkdirs(parent);
+    }
+    if (rc == 0 && mkdir(stage, 0755) != 0)
+        rc = pk_err_errno("cannot create", stage);
+    if (rc == 0)
+        rc = write_outputs(b, stage);
+    if (rc == 0)
+        rc = io_fsync_dir(stage);
+    if (rc == 0) {
+        project_set_state(b->o->p, b->o, PACKER_STATE_COMMITTING);
+        if (io_is_dir(b->out_dir)) {
+            if (renameat2(AT_FDCWD, stage, AT_FDCWD, b->out_dir, RENAME_EXCHANGE) != 0)
+                rc = pk_err_errno("cannot swap in the new outputs", b->out_dir);
+        } else if (rename(stage, b->out_dir) != 0) {
+            rc = pk_err_errno("cannot move the new outputs into place", b->out_dir);
+        }
+        if (rc == 0)
+            rc = io_fsync_dir(parent);
+        project_set_state(b->o->p, b->o, PACKER_STATE_HEALTHY);
+    }
+    if (stage)
+        rm_tree(stage); /* the previous outputs, or a failed stage */
+    pk_free(stage);
+    pk_free(parent);
+    return rc;
+}
+
+/* ---- up to date? --------------------------------------------------------- */
+
+static void digest_of(build_ctx *b, char out[HASH_HEX_LEN + 1])
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (!st) {
+        out[0] = '\0';
+        return;
+    }
+    XXH3_128bits_reset(st);
+    key_add(st, b->out_dir);
+    for (size_t i = 0; i < b->n; i++) {
+        char hex[HASH_HEX_LEN + 1], size[32];
+        hash_to_hex(b->res[i].obj.hash, hex);
+        snprintf(size, sizeof size, "%llu", (unsigned long long)b->res[i].obj.size);
+        key_add(st, b->items[i].address);
+        key_add(st, b->items[i].asset_id);
+        key_add(st, hex);
+        key_add(st, size);
+    }
+    XXH128_canonical_t c;
+    XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
+    XXH3_freeState(st);
+    hash_to_hex(c.digest, out);
+}
+
+/* "size:mtime_ns" of an output file, as recorded after a build. */
+static bool file_stamp(const char *dir, const char *name, char out[64])
+{
+    char *p = io_join(dir, name);
+    struct stat st;
+    bool ok = p && stat(p, &st) == 0;
+    if (ok)
+        snprintf(out, 64, "%lld:%lld:%llu", (long long)st.st_size,
+                 (long long)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
+                 (unsigned long long)st.st_ino);
+    pk_free(p);
+    return ok;
+}
+
+static char *state_path(build_ctx *b)
+{
+    return io_join(b->root, ".packer/build-state.json");
+}
+
+static bool outputs_current(build_ctx *b, const char *digest)
+{
+    char *path = state_path(b);
+    cJSON *j = NULL;
+    bool same = false;
+    char pack[64], surf[64];
+    if (path && json_load_file(path, ".packer/build-state.json", &j) == 0 &&
+        file_stamp(b->out_dir, PACK_NAME, pack) && file_stamp(b->out_dir, SURFACE_NAME, surf)) {
+        const char *d = json_get_str(j, "digest"), *p = json_get_str(j, "pack");
+        const char *s = json_get_str(j, "surface");
+        same = d && p && s && strcmp(d, digest) == 0 && strcmp(p, pack) == 0 &&
+               strcmp(s, surf) == 0;
+    }
+    cJSON_Delete(j);
+    pk_free(path);
+    return same;
+}
+
+static int save_state(build_ctx *b, const char *digest)
+{
+    char pack[64], surf[64];
+    if (!file_stamp(b->out_dir, PACK_NAME, pack) || !file_stamp(b->out_dir, SURFACE_NAME, surf))
+        return 0;
+    cJSON *j = cJSON_CreateObject();
+    char *path = state_path(b), *text = NULL;
+    if (j && json_add_str(j, "digest", digest) && json_add_str(j, "pack", pack) &&
+        json_add_str(j, "surface", surf))
+        text = json_canonical(j, true);
+    int rc = text && path ? io_write_atomic(path, text, strlen(text))
+                          : pk_err(PACKER_ENOMEM, "out of memory");
+    cJSON_Delete(j);
+    pk_free(path);
+    pk_free(text);
+    return rc;
+}
+
+/* ---- the report ----------------------------------------------------------- */
+
+static cJSON *report(build_ctx *b, double ms)
+{
+    cJSON *r = cJSON_CreateObject(), *assets = cJSON_CreateArray(), *tot = cJSON_CreateObject();
+    if (!r || !assets || !tot) {
+        cJSON_Delete(r);
+        cJSON_Delete(assets);
+        cJSON_Delete(tot);
+        return NULL;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        cJSON *a = cJSON_CreateObject();
+        char hex[HASH_HEX_LEN + 1];
+        hash_to_hex(b->res[i].obj.hash, hex);
+        json_add_str(a, "address", b->items[i].address);
+        json_add_str(a, "asset_id", b->items[i].asset_id);
+        json_add_str(a, "cache", b->res[i].failed ? "failed" : b->res[i].hit ? "hit" : "miss");
+        if (!b->res[i].failed) {
+            json_add_str(a, "hash", hex);
+            cJSON_AddNumberToObject(a, "size", (double)b->res[i].obj.size);
+        }
+        cJSON_AddNumberToObject(a, "ms", (double)(long)(b->res[i].ms * 1000) / 1000);
+        cJSON_AddItemToArray(assets, a);
+    }
+    cJSON_AddNumberToObject(tot, "assets", (double)b->n);
+    cJSON_AddNumberToObject(tot, "hits", (double)b->hits);
+    cJSON_AddNumberToObject(tot, "misses", (double)b->misses);
+    cJSON_AddNumberToObject(tot, "failed", (double)b->failures);
+    cJSON_AddNumberToObject(tot, "bytes", (double)b->bytes);
+    cJSON_AddNumberToObject(tot, "ms", (double)(long)(ms * 1000) / 1000);
+    cJSON_AddItemToObject(r, "assets", assets);
+    cJSON_AddItemToObject(r, "totals", tot);
+    json_add_str(r, "out", b->out_dir);
+    cJSON_AddBoolToObject(r, "up_to_date", b->up_to_date);
+    return r;
+}
+
+/* ---- the service ------------------------------------------------------------ */
+
+static void finish(build_ctx *b, const char *outcome, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void finish(build_ctx *b, const char *outcome, const char *fmt, ...)
+{
+    char sum[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sum, sizeof sum, fmt, ap);
+    va_end(ap);
+    resp_summary(b->o->r, "%s", sum);
+    cJSON *extra = cJSON_CreateObject();
+    json_add_str(extra, "outcome", outcome);
+    op_emit(b->o, PACKER_EV_BUILD_FINISHED, sum, NULL, extra);
+}
+
+static void announce_cache(build_ctx *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        result *r = &b->res[i];
+        const char *ids[1] = {b->items[i].asset_id};
+        char sum[600];
+        if (r->corrupt) {
+            snprintf(sum, sizeof sum, "cache entry %s of %s failed its hash check; rebuilt",
+                     r->key, b->items[i].address);
+            resp_diag(b->o->r, "warning", "cache_corrupt", b->items[i].asset_id, NULL, sum);
+        }
+        if (r->failed)
+            continue;
+        snprintf(sum, sizeof sum, "%s %s", r->hit ? "cache hit" : "cache miss",
+                 b->items[i].address);
+        op_emit(b->o, r->hit ? PACKER_EV_CACHE_HIT : PACKER_EV_CACHE_MISS, sum,
+                json_str_array(ids, 1), NULL);
+        r->hit ? b->hits++ : b->misses++;
+    }
+}
+
+static bool report_failures(build_ctx *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        result *r = &b->res[i];
+        if (!r->failed)
+            continue;
+        const char *ids[1] = {b->items[i].asset_id};
+        char sum[1400];
+        snprintf(sum, sizeof sum, "%s: %s", b->items[i].address, r->error ? r->error : "failed");
+        resp_diag(b->o->r, "error", "recipe_failed", b->items[i].asset_id, b->items[i].root, sum);
+        resp_blocker(b->o->r, "recipe_failed", sum);
+        op_emit(b->o, PACKER_EV_ACTION_FAILED, sum, json_str_array(ids, 1), NULL);
+        b->failures++;
+    }
+    return b->failures == 0;
+}
+
+/* Phases 2 and 3; false when some asset failed. */
+static bool produce(build_ctx *b)
+{
+    run_pool(b, "hashing inputs", hash_one, NULL, NULL);
+    announce_cache(b);
+    run_pool(b, "running recipes", build_one, runner_make, runner_drop);
+    for (size_t i = 0; i < b->n; i++)
+        b->bytes += b->res[i].obj.size;
+    return report_failures(b);
+}
+
+static int compare_file(const char *a, const char *b_path)
+{
+    char *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    int rc = io_read_file(a, &x, &nx);
+    if (rc == 0)
+        rc = io_read_file(b_path, &y, &ny);
+    if (rc == 0 && (nx != ny || memcmp(x, y, nx) != 0))
+        rc = PACKER_EREFUSED;
+    pk_free(x);
+    pk_free(y);
+    return rc;
+}
+
+/* --verify: rebuild everything from scratch into a temporary directory
+ * and compare byte for byte with what the build published. */
+static void verify(build_ctx *b)
+{
+    build_ctx v = *b;
+    v.items = NULL;
+    v.res = NULL;
+    v.n = v.hits = v.misses = v.failures = v.bytes = 0;
+    v.clean = true;
+    char *tmp = pk_asprintf("%s.verify-%ld", b->out_dir, (long)getpid());
+    bool ok = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && produce(&v) &&
+              mkdir(tmp, 0755) == 0 && write_outputs(&v, tmp) == 0;
+    bool built = ok;
+    const char *names[] = {PACK_NAME, SURFACE_NAME};
+    for (int i = 0; built && i < 2; i++) {
+        char *x = io_join(b->out_dir, names[i]), *y = io_join(tmp, names[i]);
+        if (!x || !y || compare_file(x, y) != 0) {
+            char msg[600];
+            snprintf(msg, sizeof msg, "%s differs from a clean rebuild", names[i]);
+            resp_diag(b->o->r, "error", "verify_mismatch", NULL, names[i], msg);
+            resp_blocker(b->o->r, "verify_mismatch", msg);
+            ok = false;
+        }
+        pk_free(x);
+        pk_free(y);
+    }
+    if (!built)
+        resp_diag(b->o->r, "error", "verify_failed", NULL, NULL,
+                  "the clean rebuild for --verify did not complete");
+    if (!ok)
+        resp_status(b->o->r, PACKER_STATUS_BLOCKED);
+    if (tmp)
+        rm_tree(tmp);
+    pk_free(tmp);
+    items_free(&v);
+    cache_close(v.cache);
+}
+
+static bool parse_params(build_ctx *b)
+{
+    const cJSON *p = b->o->params;
+    const char *out = json_get_str(p, "out");
+    const cJSON *jobs = cJSON_GetObjectItemCaseSensitive(p, "jobs");
+    b->clean = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "clean"));
+    b->verify = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "verify"));
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    b->jobs = cJSON_IsNumber(jobs) ? jobs->valueint : cpus > 0 ? (int)cpus : 1;
+    if ((jobs && !cJSON_IsNumber(jobs)) || b->jobs < 1 || b->jobs > 64 || (out && !*out)) {
+        resp_status(b->o->r, PACKER_STATUS_REFUSED);
+        resp_blocker(b->o->r, "invalid_params",
+                     "\"jobs\" must be 1..64 and \"out\" a non-empty directory path");
+        resp_summary(b->o->r, "invalid build parameters");
+        return false;
+    }
+    out = out ? out : "build";
+    b->out_dir = out[0] == '/' ? pk_strdup(out) : io_join(b->root, out);
+    return b->out_dir != NULL;
+}
+
+static void save_report(build_ctx *b, cJSON *rep)
+{
+    char *path = io_join(b->root, ".packer/build-report.json");
+    char *text = rep ? json_canonical(rep, true) : NULL;
+    if (path && text)
+        io_write_atomic(path, text, strlen(text));
+    pk_free(path);
+    pk_free(text);
+}
+
+static void run_build(build_ctx *b)
+{
+    double t0 = now_ms();
+    char sum[200], digest[HASH_HEX_LEN + 1];
+    snprintf(sum, sizeof sum, "build of %zu included assets", snap_included_count(b->cur));
+    op_emit(b->o, PACKER_EV_BUILD_STARTED, sum, NULL, NULL);
+    if (recipes_load(b->root, &b->rs) != 0 || cache_open(b->root, b->clean, &b->cache) != 0) {
+        resp_status(b->o->r, PACKER_STATUS_FAILED);
+        resp_diag(b->o->r, "error", "io_error", NULL, NULL, packer_last_error());
+        finish(b, "failed", "build failed: %s", packer_last_error());
+        return;
+    }
+    if (!collect(b)) {
+        resp_status(b->o->r, PACKER_STATUS_BLOCKED);
+        finish(b, "blocked", "build blocked by structural errors; outputs left as they were");
+        return;
+    }
+    bool ok = produce(b);
+    cache_save_index(b->cache);
+    if (!ok) {
+        resp_status(b->o->r, PACKER_STATUS_BLOCKED);
+        finish(b, "failed", "build failed: %zu asset%s failed; outputs left as they were",
+               b->failures, b->failures == 1 ? "" : "s");
+        save_report(b, report(b, now_ms() - t0));
+        return;
+    }
+    digest_of(b, digest);
+    b->up_to_date = !b->clean && outputs_current(b, digest);
+    int rc = b->up_to_date ? 0 : publish_outputs(b);
+    if (rc == 0 && !b->up_to_date)
+        rc = save_state(b, digest);
+    if (rc) {
+        resp_status(b->o->r, PACKER_STATUS_FAILED);
+        resp_diag(b->o->r, "error", "io_error", NULL, b->out_dir, packer_last_error());
+        finish(b, "failed", "build failed: %s", packer_last_error());
+        return;
+    }
+    if (b->verify)
+        verify(b);
+    cJSON *rep = report(b, now_ms() - t0);
+    save_report(b, rep);
+    cJSON *data = resp_data(b->o->r);
+    while (rep && data && rep->child) { /* the report is the response's data */
+        cJSON *item = cJSON_DetachItemViaPointer(rep, rep->child);
+        char *key = pk_strdup(item->string);
+        if (!key || !cJSON_AddItemToObject(data, key, item))
+            cJSON_Delete(item);
+        pk_free(key);
+    }
+    cJSON_Delete(rep);
+    if (resp_get_status(b->o->r) != PACKER_STATUS_OK) {
+        finish(b, "failed", "build --verify found differences");
+        return;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        resp_affected(b->o->r, b->items[i].asset_id);
+    finish(b, b->up_to_date ? "up_to_date" : "ok", "built %zu assets (%zu cached, %zu rebuilt)%s",
+           b->n, b->hits, b->misses, b->up_to_date ? "; outputs already up to date" : "");
+}
+
+void svc_build(op *o)
+{
+    build_ctx b = {.o = o, .root = project_root_dir(o->p)};
+    if (!parse_params(&b)) {
+        pk_free(b.out_dir);
+        return;
+    }
+    int rc = project_begin_write(o->p, o, &b.cur);
+    if (rc) {
+        resp_status(o->r, PACKER_STATUS_FAILED);
+        resp_diag(o->r, "error", "io_error", NULL, NULL, packer_last_error());
+        resp_summary(o->r, "%s", packer_last_error());
+        pk_free(b.out_dir);
+        return;
+    }
+    run_build(&b);
+    items_free(&b);
+    recipes_free(b.rs);
+    cache_close(b.cache);
+    snap_unref(b.cur);
+    pk_free(b.out_dir);
+    project_end_write(o->p);
+}
