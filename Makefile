@@ -26,8 +26,10 @@ LIBS     = $(LIBS_NOLUA) $(LUALIB)
 RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
-           response project registry reads sandbox recipes cache build pack pack_reader
-LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o
+           response project registry reads sandbox recipes cache build pack pack_reader \
+           scan doctor doctor_ctx fix quarantine
+LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
+           $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
@@ -58,6 +60,14 @@ $(BUILD)/gen/builtin_recipes.c: $(wildcard lua/recipes/*.lua) scripts/embed-lua.
 	$(Q)lua5.4 scripts/embed-lua.lua $@ packer_builtin_recipes $(sort $(wildcard lua/recipes/*.lua))
 
 $(BUILD)/obj/builtin_recipes.o: $(BUILD)/gen/builtin_recipes.c
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# Built-in doctor rules, the same way (lua/rules is their source).
+$(BUILD)/gen/builtin_rules.c: $(wildcard lua/rules/*.lua) scripts/embed-lua.lua
+	@mkdir -p $(dir $@)
+	$(Q)lua5.4 scripts/embed-lua.lua $@ packer_builtin_rules $(sort $(wildcard lua/rules/*.lua))
+
+$(BUILD)/obj/builtin_rules.o: $(BUILD)/gen/builtin_rules.c
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libpacker.a: $(LIB_OBJ)
@@ -109,11 +119,11 @@ test-sanitize:
 
 # libFuzzer harnesses for every parser of untrusted bytes (need clang): the JSON
 # parsers, and the pack reader built alone (it must not need libpacker).
-fuzz: $(BUILD)/gen/builtin_recipes.c
+fuzz: $(BUILD)/gen/builtin_recipes.c $(BUILD)/gen/builtin_rules.c
 	@mkdir -p build-fuzz
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    $(shell pkg-config --cflags $(PKGS)) -o build-fuzz/fuzz_parsers \
-	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(BUILD)/gen/builtin_recipes.c \
+	    spec/fuzz/fuzz_parsers.c $(LIB_SRC:%=src/%.c) $(BUILD)/gen/builtin_recipes.c $(BUILD)/gen/builtin_rules.c \
 	    $(LIBS) -pthread -lm
 	@echo "run: build-fuzz/fuzz_parsers -max_total_time=60 spec/fuzz/corpus"
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \

@@ -461,6 +461,159 @@ static int cmd_build(cli *c, int argc, char **argv)
     return call(c, "build", params, NULL);
 }
 
+/* Read a rule file given on the command line for `doctor --rule FILE`. */
+static int add_rule_file(cJSON *params, const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = io_read_file(path, &text, &len);
+    if (rc == 0 && strlen(text) != len)
+        rc = pk_err(PACKER_EPARSE, "%s: binary rule files are not allowed", path);
+    if (rc == 0) {
+        json_add_str(params, "rule_source", text);
+        json_add_str(params, "rule_name", path);
+    }
+    pk_free(text);
+    return rc;
+}
+
+static int doctor_exit(const cJSON *root)
+{
+    int code = exit_code_of(root);
+    const cJSON *counts = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "data"), "counts");
+    if (code == EXIT_DONE &&
+        cJSON_GetNumberValue(cJSON_GetObjectItem(counts, "structural_errors")) > 0)
+        code = EXIT_REFUSED;
+    return code;
+}
+
+static int cmd_doctor(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"workspace", no_argument, 0, 'w'},
+                                         {"fix", no_argument, 0, 'f'},
+                                         {"apply", no_argument, 0, 'a'},
+                                         {"yes", no_argument, 0, 'y'},
+                                         {"plan", required_argument, 0, 'p'},
+                                         {"rule", required_argument, 0, 'r'},
+                                         {0, 0, 0, 0}};
+    bool workspace = false, fix = false, apply = false, yes = false;
+    const char *plan = NULL, *rule = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "y", opts, NULL)) != -1) {
+        if (ch == 'w')
+            workspace = true;
+        else if (ch == 'f')
+            fix = true;
+        else if (ch == 'a')
+            apply = true;
+        else if (ch == 'y')
+            yes = true;
+        else if (ch == 'p')
+            plan = optarg;
+        else if (ch == 'r')
+            rule = optarg;
+        else
+            return usage_error("doctor ", "doctor: unknown option");
+    }
+    if (optind != argc)
+        return usage_error("doctor ", "doctor: unexpected argument '%s'", argv[optind]);
+    if ((apply || plan) && !fix)
+        return usage_error("doctor ", "doctor: --apply and --plan go with --fix");
+    if (yes && !apply)
+        return usage_error("doctor ", "doctor: --yes only confirms --fix --apply");
+    cJSON *params = cJSON_CreateObject();
+    if (rule && add_rule_file(params, rule) != 0) {
+        cJSON_Delete(params);
+        return fail_early(c, PACKER_EPARSE);
+    }
+    int rc = open_project(c);
+    if (rc) {
+        cJSON_Delete(params);
+        return rc;
+    }
+    if (workspace)
+        cJSON_AddTrueToObject(params, "workspace");
+    if (fix)
+        cJSON_AddTrueToObject(params, "fix");
+    if (apply)
+        cJSON_AddTrueToObject(params, "apply");
+    if (yes)
+        cJSON_AddTrueToObject(params, "consent");
+    if (plan)
+        json_add_str(params, "plan_id", plan);
+    char *text = json_canonical(params, false);
+    cJSON_Delete(params);
+    packer_response *r = NULL;
+    rc = packer_call(c->p, "doctor", text, &r);
+    pk_free(text);
+    if (rc)
+        return fail_early(c, rc);
+    packer_bus_flush(c->bus);
+    if (c->progress)
+        fputs("\r\033[K", stderr);
+    const cJSON *root = response_root(r);
+    if (c->json)
+        print_json(r);
+    else
+        cli_print_doctor(root);
+    int code = doctor_exit(root);
+    packer_response_free(r);
+    return code;
+}
+
+static int cmd_quarantine(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"yes", no_argument, 0, 'y'}, {"reason", required_argument, 0, 'r'}, {0, 0, 0, 0}};
+    bool yes = false;
+    const char *reason = NULL;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "y", opts, NULL)) != -1) {
+        if (ch == 'y')
+            yes = true;
+        else if (ch == 'r')
+            reason = optarg;
+        else
+            return usage_error("quarantine ", "quarantine: unknown option");
+    }
+    if (optind == argc)
+        return usage_error("quarantine ", "quarantine: PATH... or 'list' is required");
+    bool list = strcmp(argv[optind], "list") == 0;
+    if (list && (argc - optind != 1 || yes || reason))
+        return usage_error("quarantine ", "quarantine list takes no arguments");
+    int rc = open_project(c);
+    if (rc)
+        return rc;
+    if (list)
+        return call(c, "quarantine_list", NULL, cli_print_quarantine);
+    cJSON *params = cJSON_CreateObject(), *paths = cJSON_AddArrayToObject(params, "paths");
+    for (int i = optind; i < argc; i++) {
+        char *rel = workspace_relative(packer_project_root(c->p), argv[i]);
+        cJSON_AddItemToArray(paths, cJSON_CreateString(rel ? rel : argv[i]));
+        pk_free(rel);
+    }
+    if (yes)
+        cJSON_AddTrueToObject(params, "consent");
+    if (reason)
+        json_add_str(params, "reason", reason);
+    return call(c, "quarantine", params, NULL);
+}
+
+static int cmd_restore(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{0, 0, 0, 0}};
+    if (getopt_long(argc, argv, "", opts, NULL) != -1)
+        return usage_error("restore ", "restore: unknown option");
+    if (argc - optind != 1)
+        return usage_error("restore ", "restore: exactly one quarantine ID is required");
+    int rc = open_project(c);
+    if (rc)
+        return rc;
+    cJSON *params = cJSON_CreateObject();
+    json_add_str(params, "id", argv[optind]);
+    return call(c, "restore", params, NULL);
+}
+
 static int cmd_status(cli *c, int argc, char **argv)
 {
     return no_args(c, argc, argv, "status", cli_print_status);
@@ -517,6 +670,26 @@ static const command COMMANDS[] = {
      "  --jobs N    worker threads for hashing and recipes (default: CPUs)\n"
      "  --verify    also rebuild clean into a temporary directory and compare",
      cmd_build},
+    {"doctor", "doctor [--workspace] [--fix [--apply [--yes]] [--plan ID]] [--rule FILE]",
+     "Check the registered world (structural errors block the build; exit 1).\n"
+     "  --workspace  also scan the whole workspace for hygiene findings\n"
+     "  --fix        preview a plan of fixes (nothing changes)\n"
+     "  --apply      apply the plan's safe fixes\n"
+     "  --yes        consent to destructive and relocational fixes too\n"
+     "  --plan ID    apply only if the plan is still the one previewed as ID\n"
+     "  --rule FILE  run only this rule file",
+     cmd_doctor},
+    {"quarantine", "quarantine PATH... [--yes] [--reason TEXT] | quarantine list",
+     "Move files or asset roots into .packer/quarantine/ (reversible), or list\n"
+     "the quarantine. Previews without --yes. A quarantined asset root is\n"
+     "excluded from the build.\n"
+     "  --yes          consent to the move\n"
+     "  --reason TEXT  why, kept in the record",
+     cmd_quarantine},
+    {"restore", "restore ID",
+     "Put quarantined content back where it was, byte for byte; refuses when\n"
+     "something now occupies that path.",
+     cmd_restore},
     {"status", "status", "Show the workspace, the asset counts and the runtime state.", cmd_status},
     {"pack", cli_pack_usage, cli_pack_help, cmd_pack},
     {"repl", "repl", "A Lua 5.4 prompt with the open project bound to `project`.", cmd_repl},

@@ -12,6 +12,9 @@
 void cli_print_list(const cJSON *root);
 void cli_print_details(const cJSON *root);
 void cli_print_status(const cJSON *root);
+/* Any doctor response: diagnostics and actions on stdout, by severity. */
+void cli_print_doctor(const cJSON *root);
+void cli_print_quarantine(const cJSON *root);
 
 /* `packer pack ls|cat` (cli_pack.c): argv[0] is "pack"; json is the global
  * --json flag. Returns the exit code. Usage and help for the command table. */

@@ -64,3 +64,46 @@ void cli_print_status(const cJSON *root)
            cJSON_GetNumberValue(cJSON_GetObjectItem(a, "included")),
            cJSON_GetNumberValue(cJSON_GetObjectItem(a, "excluded")));
 }
+
+static void print_actions(const cJSON *root, const char *key, const char *label)
+{
+    const cJSON *a, *t;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(root, key))
+    {
+        printf("%s [%s] %s\n", label, str(a, "safety"), str(a, "description"));
+        printf("      id %s\n", str(a, "id"));
+        cJSON_ArrayForEach(t, cJSON_GetObjectItem(a, "targets"))
+            printf("      %s\n", cJSON_GetStringValue(t));
+    }
+}
+
+void cli_print_doctor(const cJSON *root)
+{
+    const cJSON *d;
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(root, "diagnostics"))
+    {
+        const char *fix = json_get_str(d, "fix");
+        printf("%-7s %-24s %s\n", str(d, "severity"), str(d, "code"), str(d, "message"));
+        if (fix)
+            printf("%-7s %-24s fix %s\n", "", "", fix);
+    }
+    print_actions(root, "proposed_actions", "would");
+    print_actions(root, "applied_actions", "done ");
+    cJSON_ArrayForEach(d, cJSON_GetObjectItem(root, "blockers"))
+        printf("blocked %-24s %s\n", str(d, "code"), str(d, "message"));
+    const char *plan = json_get_str(cJSON_GetObjectItem(root, "data"), "plan_id");
+    if (plan)
+        printf("plan %s\n", plan);
+    printf("%s\n", str(root, "summary"));
+}
+
+void cli_print_quarantine(const cJSON *root)
+{
+    const cJSON *r, *recs = cJSON_GetObjectItem(cJSON_GetObjectItem(root, "data"), "records");
+    if (cJSON_GetArraySize(recs) > 0)
+        printf("%-26s  %-20s  %-9s  %s\n", "ID", "TIME", "TYPE", "ORIGINAL");
+    cJSON_ArrayForEach(r, recs)
+        printf("%-26s  %-20s  %-9s  %s\n", str(r, "id"), str(r, "time"), str(r, "type"),
+               str(r, "original"));
+    printf("%s\n", str(root, "summary"));
+}

@@ -303,6 +303,8 @@ void resp_affected(resp *r, const char *asset_id);
 /* severity: "error" | "warning" | "info". */
 void resp_diag(resp *r, const char *severity, const char *code, const char *asset_id,
                const char *path, const char *message);
+/* A diagnostic object built by the caller (taken, also on failure). */
+void resp_diag_json(resp *r, cJSON *diag);
 void resp_blocker(resp *r, const char *code, const char *message);
 /* Action objects: {"id","kind","safety","description","targets":[...]}. */
 cJSON *resp_action(const char *id, const char *kind, const char *safety, const char *desc);
@@ -426,6 +428,39 @@ typedef struct {
  * same path. */
 int pack_write(const char *path, pack_entry *entries, size_t n);
 
+/* ---- scan.c: the workspace walk and the duplicate finder --------------- */
+
+typedef struct {
+    char *path;    /* workspace-relative */
+    uint64_t size; /* of the link itself for symlinks */
+    int root;      /* index into scan.roots of the asset root it lies in, or -1 */
+    bool link;
+} scan_file;
+
+typedef struct scan {
+    scan_file *files; /* sorted by path */
+    size_t nfiles;
+    char **roots; /* directories holding an asset.json, workspace-relative */
+    size_t nroots;
+} scan;
+
+/* Every file under root except .packer/, VCS directories and build output
+ * directories; symlinks are listed, never followed. */
+int scan_workspace(const char *root, scan **out);
+void scan_free(scan *s);
+
+typedef struct {
+    size_t *files; /* indexes into scan.files, two or more */
+    size_t n;
+    uint64_t size;
+    char hash[HASH_HEX_LEN + 1];
+} dup_group;
+
+/* Groups of identical non-empty files inside asset roots (size, then the
+ * first 4 KiB, then the whole file, XXH3-128), on `threads` threads. */
+int scan_duplicates(const scan *s, const char *root, int threads, dup_group **out, size_t *n);
+void dup_groups_free(dup_group *g, size_t n);
+
 /* ---- project.c / services: the runtime -------------------------------- */
 
 typedef struct op op;
@@ -471,6 +506,9 @@ cJSON *svc_asset_json(const asset_rec *a);
 const asset_rec *svc_lookup(op *o, const snap *s);
 
 /* registry.c */
+/* In the lane with the lock held: commit the edit's touched shards and the
+ * next generation (gen + 1) in one transaction and publish the result. */
+int registry_commit_edit(op *o, snap_edit *e, txn *t, uint64_t gen);
 void svc_register_asset(op *o);
 void svc_include(op *o);
 void svc_exclude(op *o);
@@ -481,5 +519,73 @@ void svc_build(op *o);
 void svc_list_assets(op *o);
 void svc_get_asset_details(op *o);
 void svc_status(op *o);
+
+/* ---- doctor.c, doctor_ctx.c, fix.c: the doctor ------------------------- */
+
+/* One asset's manifest, loaded at most once per doctor run. */
+typedef struct {
+    bool loaded;
+    int rc; /* 0, or the manifest_load error */
+    char *error;
+    manifest *m;
+} doc_asset;
+
+/* One doctor run: a coherent snapshot, what was learned about it so far,
+ * and the diagnostics and actions the rules produced. Lane only. */
+typedef struct doc_run {
+    op *o;
+    const char *root;
+    snap *cur;
+    const asset_rec *const *all; /* sorted by root */
+    size_t nall;
+    doc_asset *memo; /* parallel to all */
+    recipe_set *rs;
+    cJSON *config; /* packer.json */
+    bool workspace, fix;
+    scan *sc; /* workspace walk, on first use */
+    dup_group *dups;
+    size_t ndups;
+    bool dups_done;
+    cJSON *diags;   /* diagnostic objects, in report order */
+    cJSON *actions; /* proposed actions, unique ids */
+    const char *rule_id, *rule_class, *rule_severity; /* the rule running */
+} doc_run;
+
+/* doctor.c: add a diagnostic of the running rule's class. */
+void doctor_diag(doc_run *d, const char *severity, const char *code, const char *cls,
+                 const char *rule, const char *asset_id, const char *path, const char *msg);
+bool doctor_severity_ok(const char *s);
+/* doctor_ctx.c: push the ctx table rules receive. */
+void doctor_push_ctx(struct lua_State *L, doc_run *d);
+/* The record of asset index i (into d->all) with its manifest loaded. */
+doc_asset *doctor_asset(doc_run *d, size_t i);
+/* Index into d->all of the asset with this id, or -1. */
+long doctor_index(doc_run *d, const char *id);
+int doctor_scan(doc_run *d);
+
+/* fix.c: actions rules may propose, and applying them. */
+/* Safety class of an action kind ("safe", "destructive", "relocational"),
+ * or NULL for a kind packer does not know. */
+const char *fix_safety(const char *kind);
+/* Validate the action table at idx returned by a rule's fix(); on success
+ * *out is a new action object {id, kind, safety, description, targets}. */
+int fix_from_lua(doc_run *d, struct lua_State *L, int idx, cJSON **out, char *err, size_t errlen);
+/* Id of the current plan: the actions and the on-disk state of every
+ * target, so a plan applied after the workspace changed is refused. */
+void fix_plan_id(doc_run *d, char out[HASH_HEX_LEN + 1]);
+/* Apply the plan's actions: safe ones always, the others with consent. */
+void fix_apply(doc_run *d, bool consent);
+void svc_doctor(op *o);
+
+/* ---- quarantine.c: reversible moves into .packer/quarantine/ ---------- */
+
+/* Move workspace-relative `rel` (file or directory) into quarantine with
+ * a record; *id_out (caller frees) names it. Lane, under the lock. */
+int quar_move(const char *root, const char *rel, const char *reason, char **id_out);
+/* Every record (finishing or rolling back interrupted moves first). */
+int quar_list(const char *root, cJSON **out);
+void svc_quarantine(op *o);
+void svc_quarantine_list(op *o);
+void svc_restore(op *o);
 
 #endif

@@ -451,7 +451,8 @@ static int l_find(lua_State *L)
 
 static const char *const ASSET_METHODS[] = {"include_asset_in_build", "exclude_asset_from_build",
                                             "remove_asset", "get_asset_details", NULL};
-static const char *const OPTS_METHODS[] = {"list_assets", "status", "doctor", "build", NULL};
+static const char *const OPTS_METHODS[] = {"list_assets", "status",          "doctor",  "build",
+                                           "quarantine",  "quarantine_list", "restore", NULL};
 
 static void add_service_methods(lua_State *L, const char *const *names, lua_CFunction fn)
 {

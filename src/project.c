@@ -48,7 +48,6 @@ typedef struct {
     void (*fn)(op *o);
 } service;
 
-static void svc_unavailable(op *o);
 static void svc_init_open(op *o);
 
 static const service SERVICES[] = {
@@ -60,8 +59,11 @@ static const service SERVICES[] = {
     {"list_assets", PACKER_OP_READ, false, svc_list_assets},
     {"get_asset_details", PACKER_OP_READ, false, svc_get_asset_details},
     {"status", PACKER_OP_READ, false, svc_status},
-    {"doctor", PACKER_OP_READ, false, svc_unavailable},
+    {"doctor", PACKER_OP_READ, true, svc_doctor},
     {"build", PACKER_OP_WORKSPACE_MUTATION, true, svc_build},
+    {"quarantine", PACKER_OP_WORKSPACE_MUTATION, true, svc_quarantine},
+    {"quarantine_list", PACKER_OP_READ, true, svc_quarantine_list},
+    {"restore", PACKER_OP_WORKSPACE_MUTATION, true, svc_restore},
 };
 
 /* ---- accessors --------------------------------------------------------- */
@@ -488,13 +490,6 @@ int packer_list_assets(packer_project *p, packer_response **out)
 int packer_get_asset_details(packer_project *p, const char *asset, packer_response **out)
 {
     return call_asset(p, "get_asset_details", asset, out);
-}
-
-static void svc_unavailable(op *o)
-{
-    resp_status(o->r, PACKER_STATUS_REFUSED);
-    resp_blocker(o->r, "not_available", "this service is not available in this version");
-    resp_summary(o->r, "service not available yet");
 }
 
 static void svc_init_open(op *o)

@@ -19,7 +19,7 @@
 #include "internal.h"
 
 /* Queue the touched shards and the bumped generation, then commit. */
-static int commit_edit(op *o, snap_edit *e, txn *t, uint64_t gen)
+int registry_commit_edit(op *o, snap_edit *e, txn *t, uint64_t gen)
 {
     const snap *view = snap_edit_view(e);
     int rc = 0;
@@ -310,7 +310,7 @@ void svc_register_asset(op *o)
         resp_summary(o->r, "nothing to do: %zu already registered", c.skipped);
         goto out;
     }
-    rc = commit_edit(o, c.e, &c.t, snap_generation(cur));
+    rc = registry_commit_edit(o, c.e, &c.t, snap_generation(cur));
     c.e = NULL;
     if (rc) {
         fail_io(o, rc);
@@ -372,7 +372,7 @@ static void set_included(op *o, bool include)
     snap_edit *e = snap_edit_begin(cur);
     int rc = r && e ? snap_edit_put(e, r) : (rec_unref(r), pk_err(PACKER_ENOMEM, "out of memory"));
     if (rc == 0)
-        rc = commit_edit(o, e, &t, snap_generation(cur));
+        rc = registry_commit_edit(o, e, &t, snap_generation(cur));
     else
         snap_edit_abort(e);
     if (rc) {
@@ -496,7 +496,7 @@ void svc_remove_asset(op *o)
     if (rc == 0)
         rc = e ? snap_edit_del(e, a->id) : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = commit_edit(o, e, &t, snap_generation(cur));
+        rc = registry_commit_edit(o, e, &t, snap_generation(cur));
     else
         snap_edit_abort(e);
     if (rc) {

@@ -153,6 +153,11 @@ void resp_diag(resp *r, const char *severity, const char *code, const char *asse
     push(r, r->diags, d);
 }
 
+void resp_diag_json(resp *r, cJSON *diag)
+{
+    push(r, r->diags, diag);
+}
+
 void resp_blocker(resp *r, const char *code, const char *message)
 {
     cJSON *b = cJSON_CreateObject();
