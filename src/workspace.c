@@ -24,7 +24,7 @@
 
 static const char GITIGNORE[] = "# local packer state; the registry/ is meant to be committed\n"
                                 "/lock\n/generation\n/journal\n/cache/\n/build-*.json\n"
-                                "*.tmp-*\n";
+                                "*.tmp-*\n/doctor-state.json\n/quarantine/\n";
 
 int ws_find(const char *start, char **out_root)
 {
