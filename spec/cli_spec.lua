@@ -109,7 +109,7 @@ describe("packer CLI", function()
 
   it("answers --help for every command", function()
     for _, c in ipairs({ "init", "register", "include", "exclude", "show", "remove", "list",
-      "status", "repl", "help" }) do
+      "status", "repl", "help", "doctor", "quarantine", "restore" }) do
       local code, out = cli(dir, c, "--help")
       assert.equal(0, code, c)
       assert.matches("usage: packer " .. c, out, 1, true)

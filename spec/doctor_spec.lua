@@ -334,4 +334,64 @@ describe("doctor", function()
       end
     end)
   end)
+
+  describe("from the CLI", function()
+    it("exits 0 on a healthy workspace and 1 on structural errors", function()
+      local code, out = support.cli(ws, "doctor")
+      assert.equal(0, code)
+      assert.matches("0 errors", out)
+      os.remove(ws .. "/a/hero/hero.png")
+      code, out = support.cli(ws, "doctor")
+      assert.equal(1, code)
+      assert.matches("error%s+input_missing%s+a/hero/hero.png", out)
+      assert.matches("build is blocked", out)
+    end)
+
+    it("exits 0 on hygiene findings alone", function()
+      support.write(ws .. "/stray.txt~", "x")
+      local code, out = support.cli(ws, "doctor", "--workspace")
+      assert.equal(0, code)
+      assert.matches("warning%s+stray_file", out)
+    end)
+
+    it("prints the structured response with --json", function()
+      os.remove(ws .. "/a/hero/hero.png")
+      local code, out = support.cli(ws, "--json", "doctor")
+      assert.equal(1, code)
+      assert.matches('"code": "input_missing"', out, 1, true)
+      assert.matches('"structural_errors": 1', out, 1, true)
+      assert.matches('"class": "structural"', out, 1, true)
+    end)
+
+    it("runs one rule file with --rule, with its own line numbers", function()
+      support.write(ws .. "/../one-rule-" .. id .. ".lua",
+        "return { id = 'one', class = 'hygiene',\n check = function(ctx)\n"
+        .. "  error('line three')\n end }")
+      local code, out = support.cli(ws, "doctor", "--rule", ws .. "/../one-rule-" .. id .. ".lua")
+      os.remove(ws .. "/../one-rule-" .. id .. ".lua")
+      assert.equal(0, code)
+      assert.matches("one%-rule%-" .. id .. "%.lua:3: line three", out)
+    end)
+
+    it("runs one rule file from the repl with rule(path)", function()
+      support.write(ws .. "/rules-dev/names.lua",
+        "return { id = 'names', class = 'hygiene',\n check = function(ctx)\n"
+        .. "  for _, a in ipairs(ctx:assets()) do\n"
+        .. "    ctx:report{ code = 'named', message = a.address }\n  end\n"
+        .. "  local x = nil + 1\n end }")
+      local f = io.popen("cd " .. support.quote(ws) .. " && printf '%s\\n' "
+        .. support.quote('rule("rules-dev/names.lua")') .. " | "
+        .. support.quote(support.packer_bin) .. " repl 2>&1")
+      local out = f:read("a")
+      f:close()
+      assert.matches("warning%s+named%s+sprites/hero", out)
+      assert.matches("rules%-dev/names%.lua:6: attempt to perform arithmetic", out)
+    end)
+
+    it("rejects bad option combinations", function()
+      assert.equal(2, (support.cli(ws, "doctor", "--apply")))
+      assert.equal(2, (support.cli(ws, "doctor", "--fix", "--yes")))
+      assert.equal(2, (support.cli(ws, "doctor", "extra")))
+    end)
+  end)
 end)

@@ -160,6 +160,7 @@ static int collect_rules(doc_run *d, rule_list *l)
     const char *src = json_get_str(d->o->params, "rule_source");
     if (src) {
         const char *name = json_get_str(d->o->params, "rule_name");
+        d->single = true;
         return rules_add(l, name ? name : "rule", name ? name : "rule", src, strlen(src));
     }
     int rc = 0;
@@ -362,7 +363,7 @@ static void run_rule(doc_run *d, const rule_src *r, const limits *lim, cJSON *re
     if (rc) {
         rule_failed(d, m.id[0] ? m.id : r->name, NULL, r->origin, err);
         status = "failed";
-    } else if (strcmp(m.scope, "workspace") == 0 && !d->workspace) {
+    } else if (strcmp(m.scope, "workspace") == 0 && !d->workspace && !d->single) {
         status = "skipped";
     } else {
         lua_State *L = sandbox_state(sb);

@@ -542,6 +542,7 @@ typedef struct doc_run {
     recipe_set *rs;
     cJSON *config; /* packer.json */
     bool workspace, fix;
+    bool single; /* one rule given as source: it runs whatever its scope */
     scan *sc; /* workspace walk, on first use */
     dup_group *dups;
     size_t ndups;

@@ -51,6 +51,8 @@ packer repl: Lua 5.4 with the project open as `project` (also `p`).
   p:list_assets()                 p:get_asset_details("sprites/hero")
   p:register_asset({"assets/x"})  p:include_asset_in_build(id)
   p:exclude_asset_from_build(id)  p:remove_asset(id)   p:status()
+  p:doctor{workspace = true}      p:quarantine_list()
+  rule("rules/x.lua")             run one doctor rule file, print its findings
   pretty(value)   print a value readably (results are printed this way)
   =expr           same as `return expr`;  help()  this text;  Ctrl-D  quit]]
 
@@ -79,12 +81,32 @@ local function report(ok, ...)
   for i = 1, select("#", ...) do print(M.pretty((select(i, ...)))) end
 end
 
+--- Run one doctor rule file against project and print its diagnostics,
+-- one line each ("severity code path: message"); a rule that fails shows
+-- its own file and line. Returns the doctor response.
+function M.run_rule(project, path, opts)
+  local f, err = io.open(path, "rb")
+  if not f then error(err, 2) end
+  local source = f:read("a")
+  f:close()
+  local params = { rule_source = source, rule_name = path, workspace = true }
+  for k, v in pairs(opts or {}) do params[k] = v end
+  local r = project:doctor(params)
+  for _, d in ipairs(r.diagnostics or {}) do
+    print(string.format("%-7s %-22s %s", d.severity, d.code, d.message))
+  end
+  print(r.summary)
+  return r
+end
+
 --- Run the prompt until end of input. opts: root, readline, add_history.
 function M.run(opts)
   local project = assert(packer.open(opts.root))
   local env = setmetatable({
     project = project, p = project, packer = packer, pretty = M.pretty,
     help = function() print(HELP) end,
+    rule = function(path, o) M.run_rule(project, path, o) end, -- it prints; no echo
+
   }, { __index = _G })
   print(string.format("packer %s repl on %s; help() for help, Ctrl-D to quit",
     packer.version, project.root))
