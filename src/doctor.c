@@ -217,7 +217,9 @@ void doctor_diag(doc_run *d, const char *severity, const char *code, const char 
         (path && !json_add_str(j, "path", path)) || !cJSON_AddItemToArray(d->diags, j)) {
         cJSON_Delete(j);
         resp_oom(d->o->r);
+        return;
     }
+    d->ndiags++;
 }
 
 static void rule_failed(doc_run *d, const char *rule, const char *cls, const char *origin,
@@ -291,13 +293,85 @@ static void push_diag_table(lua_State *L, const cJSON *diag)
     sandbox_push_json(L, diag);
 }
 
-/* Ask the rule's fix() for an action for each of its diagnostics [from, to). */
-static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, int from, int to,
+/* ---- one action per target ------------------------------------------------ */
+
+typedef struct target_set {
+    const char **keys; /* borrowed from the actions' target strings */
+    const cJSON **vals;
+    size_t cap, n;
+} target_set;
+
+static const cJSON *targets_get(doc_run *d, const char *key)
+{
+    target_set *t = d->targets;
+    if (!t || !t->n)
+        return NULL;
+    for (size_t i = hash64(key) & (t->cap - 1); t->keys[i]; i = (i + 1) & (t->cap - 1))
+        if (strcmp(t->keys[i], key) == 0)
+            return t->vals[i];
+    return NULL;
+}
+
+static bool targets_grow(doc_run *d)
+{
+    target_set *old = d->targets, *t = pk_calloc(1, sizeof *t);
+    size_t cap = old ? old->cap * 2 : 64;
+    if (!t || !(t->keys = pk_calloc(cap, sizeof *t->keys)) ||
+        !(t->vals = pk_calloc(cap, sizeof *t->vals))) {
+        if (t)
+            pk_free(t->keys);
+        pk_free(t);
+        return false;
+    }
+    t->cap = cap;
+    for (size_t k = 0; old && k < old->cap; k++) {
+        if (!old->keys[k])
+            continue;
+        size_t i = hash64(old->keys[k]) & (cap - 1);
+        while (t->keys[i])
+            i = (i + 1) & (cap - 1);
+        t->keys[i] = old->keys[k];
+        t->vals[i] = old->vals[k];
+        t->n++;
+    }
+    doctor_targets_free(old);
+    d->targets = t;
+    return true;
+}
+
+void doctor_targets_free(target_set *t)
+{
+    if (!t)
+        return;
+    pk_free(t->keys);
+    pk_free(t->vals);
+    pk_free(t);
+}
+
+/* Add act (then owned by d->actions) under key; false when out of memory. */
+static bool targets_put(doc_run *d, const char *key, cJSON *act)
+{
+    if ((!d->targets || (d->targets->n + 1) * 2 > d->targets->cap) && !targets_grow(d))
+        return false;
+    if (!cJSON_AddItemToArray(d->actions, act))
+        return false;
+    target_set *t = d->targets;
+    size_t i = hash64(key) & (t->cap - 1);
+    while (t->keys[i])
+        i = (i + 1) & (t->cap - 1);
+    t->keys[i] = key;
+    t->vals[i] = act;
+    t->n++;
+    return true;
+}
+
+/* Ask the rule's fix() for an action for each of its diagnostics, which
+ * start at `first` (NULL: it reported none). */
+static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, cJSON *first,
                           const limits *lim, char *err, size_t errlen)
 {
     lua_State *L = sandbox_state(sb);
-    for (int i = from; i < to; i++) {
-        cJSON *diag = cJSON_GetArrayItem(d->diags, i);
+    for (cJSON *diag = first; diag; diag = diag->next) {
         lua_getfield(L, 1, "fix");
         doctor_push_ctx(L, d);
         push_diag_table(L, diag);
@@ -316,18 +390,16 @@ static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, int from, 
             continue;
         /* one action per target: a file two rules want to act on (a stray
          * file that is also undeclared) gets the first rule's action */
-        const cJSON *have, *same = NULL;
         const char *target =
             cJSON_GetArrayItem(cJSON_GetObjectItem(act, "targets"), 0)->valuestring;
-        cJSON_ArrayForEach(have, d->actions)
-        {
-            const cJSON *t = cJSON_GetArrayItem(cJSON_GetObjectItem(have, "targets"), 0);
-            if (!same && strcmp(t->valuestring, target) == 0)
-                same = have;
-        }
+        const cJSON *same = targets_get(d, target);
         json_add_str(diag, "fix", json_get_str(same ? same : act, "id"));
-        if (same || !cJSON_AddItemToArray(d->actions, act))
+        if (same) {
             cJSON_Delete(act);
+        } else if (!targets_put(d, target, act)) {
+            cJSON_Delete(act);
+            resp_oom(d->o->r);
+        }
     }
 }
 
@@ -347,7 +419,8 @@ static void run_rule(doc_run *d, const rule_src *r, const limits *lim, cJSON *re
     sandbox *sb = NULL;
     double t0 = now_ms();
     const char *status = "ok";
-    int before = cJSON_GetArraySize(d->diags);
+    size_t before = d->ndiags;
+    cJSON *last = d->diags->child ? d->diags->child->prev : NULL; /* O(1) */
     snprintf(chunk, sizeof chunk, "@%s", r->origin);
     int rc = sandbox_new(lim->memory, &sb);
     if (rc) {
@@ -376,7 +449,7 @@ static void run_rule(doc_run *d, const rule_src *r, const limits *lim, cJSON *re
             rule_failed(d, m.id, m.cls, r->origin, err);
             status = "failed";
         } else if (d->fix && m.has_fix) {
-            propose_fixes(d, sb, r, before, cJSON_GetArraySize(d->diags), lim, err, sizeof err);
+            propose_fixes(d, sb, r, last ? last->next : d->diags->child, lim, err, sizeof err);
         }
         d->rule_id = d->rule_class = d->rule_severity = NULL;
     }
@@ -384,7 +457,7 @@ static void run_rule(doc_run *d, const rule_src *r, const limits *lim, cJSON *re
     cJSON *e = cJSON_CreateObject();
     if (e && json_add_str(e, "id", m.id[0] ? m.id : r->name) &&
         json_add_str(e, "origin", r->origin) && json_add_str(e, "status", status) &&
-        cJSON_AddNumberToObject(e, "diagnostics", cJSON_GetArraySize(d->diags) - before) &&
+        cJSON_AddNumberToObject(e, "diagnostics", (double)(d->ndiags - before)) &&
         cJSON_AddNumberToObject(e, "ms", (double)(long)((now_ms() - t0) * 1000) / 1000) &&
         (!m.id[0] || (json_add_str(e, "class", m.cls) && json_add_str(e, "scope", m.scope))) &&
         cJSON_AddItemToArray(report, e))
@@ -434,7 +507,7 @@ static void note_changes(doc_run *d, const counts *c)
         state = cJSON_CreateObject();
     }
     const char *prev = json_get_str(state, mode);
-    bool changed = prev ? strcmp(prev, digest) != 0 : cJSON_GetArraySize(d->diags) > 0;
+    bool changed = prev ? strcmp(prev, digest) != 0 : d->ndiags > 0;
     if (!prev || changed) {
         cJSON_DeleteItemFromObjectCaseSensitive(state, mode);
         char *out = json_add_str(state, mode, digest) ? json_canonical(state, true) : NULL;
@@ -617,14 +690,24 @@ void svc_doctor(op *o)
         resp_summary(o->r, "%s", packer_last_error());
         return;
     }
+    if (d.workspace)
+        doctor_prefetch(&d); /* under the lock: it sees the same workspace the rules do */
     run_doctor(&d, &lim);
+    doctor_prefetch_end(&d);
     for (size_t i = 0; d.memo && i < d.nall; i++) {
-        manifest_free(d.memo[i].m);
-        pk_free(d.memo[i].error);
+        doc_asset *m = &d.memo[i];
+        for (size_t k = 0; m->inputs && k < m->m->ninputs; k++) {
+            pk_free(m->inputs[k].path);
+            pk_free(m->inputs[k].message);
+        }
+        pk_free(m->inputs);
+        manifest_free(m->m);
+        pk_free(m->error);
     }
     pk_free(d.memo);
     cJSON_Delete(d.diags);
     cJSON_Delete(d.actions);
+    doctor_targets_free(d.targets);
     cJSON_Delete(d.config);
     recipes_free(d.rs);
     scan_free(d.sc);

@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <lauxlib.h>
+#include <pthread.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,31 +188,43 @@ static int ctx_manifest(lua_State *L)
     return 1;
 }
 
-/* One declared input: confined path, or why it escapes; existence, size. */
-static void push_input(lua_State *L, doc_run *d, const asset_rec *a, const char *name)
+/* Confine and stat every declared input of asset i once. */
+static bool inputs_of(doc_run *d, size_t i, doc_asset *m)
 {
-    char *path = NULL;
+    if (m->inputs_done)
+        return true;
+    const asset_rec *a = d->all[i];
+    if (!(m->inputs = pk_calloc(m->m->ninputs + 1, sizeof *m->inputs)))
+        return false;
+    for (size_t k = 0; k < m->m->ninputs; k++) {
+        doc_input *in = &m->inputs[k];
+        if (ws_confine_under(d->root, a->root, m->m->inputs[k], &in->path) != 0) {
+            in->message = pk_strdup(packer_last_error());
+            continue;
+        }
+        char *abs = io_join(d->root, in->path);
+        struct stat st;
+        in->exists = abs && stat(abs, &st) == 0 && S_ISREG(st.st_mode);
+        if (in->exists)
+            in->size = (uint64_t)st.st_size;
+        else
+            in->message = pk_asprintf("%s: input of %s not found", in->path, a->id);
+        pk_free(abs);
+    }
+    m->inputs_done = true;
+    return true;
+}
+
+static void push_input(lua_State *L, const char *name, const doc_input *in)
+{
     lua_createtable(L, 0, 6);
     set_str(L, "name", name);
-    if (ws_confine_under(d->root, a->root, name, &path) != 0) {
-        set_bool(L, "escapes", true);
-        set_bool(L, "exists", false);
-        set_str(L, "message", packer_last_error());
-        return;
-    }
-    set_str(L, "path", path);
-    set_bool(L, "escapes", false);
-    char *abs = io_join(d->root, path);
-    struct stat st;
-    bool exists = abs && stat(abs, &st) == 0 && S_ISREG(st.st_mode);
-    set_bool(L, "exists", exists);
-    if (exists)
-        set_int(L, "size", (lua_Integer)st.st_size);
-    else
-        lua_pushfstring(L, "%s: input of %s not found", path, a->id),
-            lua_setfield(L, -2, "message");
-    pk_free(abs);
-    pk_free(path);
+    set_str(L, "path", in->path);
+    set_bool(L, "escapes", in->path == NULL);
+    set_bool(L, "exists", in->exists);
+    if (in->exists)
+        set_int(L, "size", (lua_Integer)in->size);
+    set_str(L, "message", in->message);
 }
 
 static int ctx_inputs(lua_State *L)
@@ -222,9 +235,11 @@ static int ctx_inputs(lua_State *L)
     doc_asset *m = asset_arg(L, d, &a, &code);
     if (code)
         return fail3(L, code, m->error ? m->error : "cannot load the manifest");
+    if (!inputs_of(d, (size_t)(m - d->memo), m))
+        return luaL_error(L, "out of memory");
     lua_createtable(L, (int)m->m->ninputs, 0);
     for (size_t k = 0; k < m->m->ninputs; k++) {
-        push_input(L, d, a, m->m->inputs[k]);
+        push_input(L, m->m->inputs[k], &m->inputs[k]);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
     }
     return 1;
@@ -312,6 +327,9 @@ static int ctx_read(lua_State *L)
         lua_pushfstring(L, "%s: cannot read", lua_tostring(L, 2));
         return 2;
     }
+    struct stat st; /* size the buffer by the file, not the cap: reads are mostly small */
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < max)
+        max = st.st_size;
     luaL_Buffer b;
     char *buf = luaL_buffinitsize(L, &b, (size_t)max);
     size_t got = 0;
@@ -407,8 +425,65 @@ static int ctx_list(lua_State *L)
 
 /* ---- the workspace -------------------------------------------------------- */
 
+typedef struct doc_prefetch {
+    pthread_t thread;
+    const char *root;
+    scan *sc;
+    dup_group *dups;
+    size_t ndups;
+    int scan_rc, dup_rc;
+    char scan_err[512], dup_err[512];
+} doc_prefetch;
+
+static void *prefetch_main(void *arg)
+{
+    doc_prefetch *f = arg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    f->scan_rc = scan_workspace(f->root, &f->sc);
+    if (f->scan_rc) {
+        snprintf(f->scan_err, sizeof f->scan_err, "%s", packer_last_error());
+        return NULL;
+    }
+    f->dup_rc = scan_duplicates(f->sc, f->root, cpus > 1 ? (int)cpus : 1, &f->dups, &f->ndups);
+    if (f->dup_rc)
+        snprintf(f->dup_err, sizeof f->dup_err, "%s", packer_last_error());
+    return NULL;
+}
+
+void doctor_prefetch(doc_run *d)
+{
+    doc_prefetch *f = pk_calloc(1, sizeof *f);
+    if (!f)
+        return; /* the walk then happens on first use */
+    f->root = d->root;
+    if (pthread_create(&f->thread, NULL, prefetch_main, f) != 0) {
+        pk_free(f);
+        return;
+    }
+    d->prefetch = f;
+}
+
+void doctor_prefetch_end(doc_run *d)
+{
+    doc_prefetch *f = d->prefetch;
+    if (!f)
+        return;
+    d->prefetch = NULL;
+    pthread_join(f->thread, NULL);
+    if (f->scan_rc == 0) {
+        d->sc = f->sc;
+        if (f->dup_rc == 0) {
+            d->dups = f->dups;
+            d->ndups = f->ndups;
+            d->dups_done = true;
+        }
+    }
+    pk_free(f); /* a failed prefetch is redone on use, where its error is reported */
+}
+
 int doctor_scan(doc_run *d)
 {
+    doctor_prefetch_end(d);
     return d->sc ? 0 : scan_workspace(d->root, &d->sc);
 }
 
@@ -578,7 +653,7 @@ static int ctx_report(lua_State *L)
         return luaL_error(L, "ctx:report: \"message\" must be a string");
     if (!doctor_severity_ok(sev))
         return luaL_error(L, "ctx:report: \"severity\" must be error, warning or info");
-    if (cJSON_GetArraySize(d->diags) >= 1000000)
+    if (d->ndiags >= 1000000)
         return luaL_error(L, "ctx:report: too many diagnostics");
     doctor_diag(d, sev, code, d->rule_class, d->rule_id, lua_tostring(L, -2), lua_tostring(L, -1),
                 msg);

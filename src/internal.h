@@ -522,12 +522,22 @@ void svc_status(op *o);
 
 /* ---- doctor.c, doctor_ctx.c, fix.c: the doctor ------------------------- */
 
-/* One asset's manifest, loaded at most once per doctor run. */
+/* One declared input as the doctor sees it. */
 typedef struct {
-    bool loaded;
+    char *path;    /* confined, workspace-relative; NULL when it escapes */
+    char *message; /* why it escapes or is missing; NULL when fine */
+    bool exists;
+    uint64_t size;
+} doc_input;
+
+/* One asset's manifest and inputs, looked at most once per doctor run
+ * whatever the number of rules asking. */
+typedef struct {
+    bool loaded, inputs_done;
     int rc; /* 0, or the manifest_load error */
     char *error;
     manifest *m;
+    doc_input *inputs; /* m->ninputs of them once inputs_done */
 } doc_asset;
 
 /* One doctor run: a coherent snapshot, what was learned about it so far,
@@ -543,12 +553,15 @@ typedef struct doc_run {
     cJSON *config; /* packer.json */
     bool workspace, fix;
     bool single; /* one rule given as source: it runs whatever its scope */
-    scan *sc; /* workspace walk, on first use */
+    scan *sc; /* workspace walk, on first use or from the prefetch */
     dup_group *dups;
     size_t ndups;
     bool dups_done;
+    struct doc_prefetch *prefetch; /* walk and duplicates on another core */
     cJSON *diags;   /* diagnostic objects, in report order */
+    size_t ndiags;  /* their number (cJSON counts by walking the list) */
     cJSON *actions; /* proposed actions, unique ids */
+    struct target_set *targets; /* first target -> its action, for one action per target */
     const char *rule_id, *rule_class, *rule_severity; /* the rule running */
 } doc_run;
 
@@ -556,6 +569,7 @@ typedef struct doc_run {
 void doctor_diag(doc_run *d, const char *severity, const char *code, const char *cls,
                  const char *rule, const char *asset_id, const char *path, const char *msg);
 bool doctor_severity_ok(const char *s);
+void doctor_targets_free(struct target_set *t);
 /* doctor_ctx.c: push the ctx table rules receive. */
 void doctor_push_ctx(struct lua_State *L, doc_run *d);
 /* The record of asset index i (into d->all) with its manifest loaded. */
@@ -563,6 +577,11 @@ doc_asset *doctor_asset(doc_run *d, size_t i);
 /* Index into d->all of the asset with this id, or -1. */
 long doctor_index(doc_run *d, const char *id);
 int doctor_scan(doc_run *d);
+/* Start the workspace walk and the duplicate search on a thread of their
+ * own, so they overlap the rules that do not need them; doctor_scan and
+ * ctx:duplicates() wait for it. doctor_prefetch_end joins it (idempotent). */
+void doctor_prefetch(doc_run *d);
+void doctor_prefetch_end(doc_run *d);
 
 /* fix.c: actions rules may propose, and applying them. */
 /* Safety class of an action kind ("safe", "destructive", "relocational"),
