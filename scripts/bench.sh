@@ -31,6 +31,14 @@
 #     MiB, deterministic bytes (bench_build.lua bigfile): peak RSS of
 #     `packer build --clean`, and of the same with --verify (target:
 #     bounded independently of the input size).
+# doctor: for each size N (PACKER_BENCH_DOCTOR_SIZES, default 10000 and
+# 100000) a full-size workspace as for build, registered; side by side under
+# a warm page cache: `packer doctor --workspace` (every built-in rule, the
+# duplicate search among them) vs `jdupes -r -q` and `rmlint -o fdupes`
+# finding duplicates among the same files (goal: faster than both), and a
+# plain `packer doctor` (registered world only), warm. jdupes and rmlint are
+# bench-only Debian packages, installed like ninja. The number of duplicate
+# groups each found is printed as a sanity check.
 # Times are medians of PACKER_BENCH_RUNS (3) runs: hyperfine when present,
 # else `date +%s.%N` around each command. ninja (ninja-build) and
 # /usr/bin/time (time) are bench-only: installed with apt-get as root,
@@ -40,7 +48,8 @@
 # unless PACKER_BENCH_KEEP=1. Tunables: PACKER_BENCH_SIZES ("100 100000"),
 # PACKER_BENCH_TOGGLES (200), PACKER_BENCH_SECONDS (3), PACKER_BENCH_READERS
 # (2), PACKER_BENCH_BUILD_SIZES ("10000 100000"), PACKER_BENCH_RUNS (3),
-# PACKER_BENCH_BIG_MIB (1024), PACKER_BENCH_SECTIONS ("registry build").
+# PACKER_BENCH_BIG_MIB (1024), PACKER_BENCH_DOCTOR_SIZES ("10000 100000"),
+# PACKER_BENCH_SECTIONS ("registry build doctor").
 # Disk: the build section needs about 4x the inputs (the inputs, the pack
 # and the archive, the last two twice while replaced): ~21 GB at N=100000;
 # a size that does not fit in the free space is skipped with a note. The
@@ -52,7 +61,8 @@ BUILD_ABS=$(cd "$ROOT/$BUILD" && pwd)
 P="$BUILD_ABS/packer"
 BENCH="$BUILD_ABS/bench_registry"
 DIR="$BUILD_ABS/bench"
-SECTIONS=${PACKER_BENCH_SECTIONS:-"registry build"}
+SECTIONS=${PACKER_BENCH_SECTIONS:-"registry build doctor"}
+DOCTOR_SIZES=${PACKER_BENCH_DOCTOR_SIZES:-"10000 100000"}
 SIZES=${PACKER_BENCH_SIZES:-"100 100000"}
 TOGGLES=${PACKER_BENCH_TOGGLES:-200}
 SECS=${PACKER_BENCH_SECONDS:-3}
@@ -433,6 +443,72 @@ build_report() {
             print " (target: bounded, ~1x)" }'
 }
 
+# ------------------------------------------------------------------ doctor
+
+# doctor --workspace vs jdupes and rmlint, plain doctor; workspace of $1 assets.
+run_doctor_size() {
+    n=$1
+    d="$DIR/doctor-$n"
+    ws="$d/ws"
+    RES="$DIR/result-doctor-$n.txt"
+    : >"$RES"
+    want=$((n * 52 * 2 + 1048576))
+    if [ "$(free_kib)" -lt "$want" ]; then
+        echo "bench: doctor N=$n needs ~$((want / 1048576)) GiB free in $DIR; skipped" >&2
+        return 0
+    fi
+    mkdir -p "$d"
+    echo "doctor N=$n: generating full-size inputs..." >&2
+    lua5.4 "$GEN" --count "$n" --seed 1 "$ws" >/dev/null
+    "$P" -C "$ws" init --name "bench-doctor-$n" >/dev/null
+    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
+        xargs -n "$BATCH" "$P" register >/dev/null)
+    echo "doctor N=$n: doctor --workspace vs jdupes vs rmlint ($RUNS runs each)..." >&2
+    "$P" -C "$ws" --json doctor --workspace >"$d/doctor.json" # warm-up, and its groups
+    echo "packer_groups=$(grep -c '"code": "duplicate_content"' "$d/doctor.json")" >>"$RES"
+    set -- doctor_ws_s "\"$P\" -C \"$ws\" doctor --workspace"
+    if need jdupes jdupes; then
+        jdupes -r -q "$ws/assets" >"$d/jdupes.txt"
+        echo "jdupes_groups=$(awk 'NF == 0 { g++ } END { print g + 0 }' "$d/jdupes.txt")" >>"$RES"
+        set -- "$@" jdupes_s "jdupes -r -q \"$ws/assets\""
+    fi
+    if need rmlint rmlint; then
+        (cd "$d" && rmlint -o fdupes:"$d/rmlint.txt" "$ws/assets" >/dev/null 2>&1) || true
+        echo "rmlint_groups=$(awk 'NF == 0 { g++ } END { print g + 0 }' "$d/rmlint.txt")" >>"$RES"
+        set -- "$@" rmlint_s "cd \"$d\" && rmlint -o fdupes:/dev/null \"$ws/assets\""
+    fi
+    race "$@"
+    race doctor_s "\"$P\" -C \"$ws\" doctor"
+    drop "$d"
+}
+
+dget() { sed -n "s/^$2=//p" "$DIR/result-doctor-$1.txt" | tail -1; }
+drow() {
+    printf '%-40s' "$1"
+    shift
+    for n in $DOCTOR_SIZES; do printf '%12s' "$("$@" "$n")"; done
+    printf '\n'
+}
+dkey() { v=$(dget "$2" "$1"); echo "${v:--}"; }
+jd_ratio() { div "$(dget "$1" doctor_ws_s)" "$(dget "$1" jdupes_s)"; }
+rm_ratio() { div "$(dget "$1" doctor_ws_s)" "$(dget "$1" rmlint_s)"; }
+
+doctor_report() {
+    echo "doctor (gen-workspace.lua --seed 1, full-size inputs, all registered; median of $RUNS"
+    echo "runs taking turns, warm page cache; doctor --workspace runs every built-in rule)"
+    echo
+    drow "assets (N)" ident
+    drow "doctor --workspace (s)" dkey doctor_ws_s
+    drow "jdupes -r (s)" dkey jdupes_s
+    drow "rmlint (s)" dkey rmlint_s
+    drow "  doctor --workspace / jdupes" jd_ratio
+    drow "  doctor --workspace / rmlint" rm_ratio
+    drow "duplicate groups: packer" dkey packer_groups
+    drow "duplicate groups: jdupes" dkey jdupes_groups
+    drow "duplicate groups: rmlint" dkey rmlint_groups
+    drow "plain doctor, warm (s)" dkey doctor_s
+}
+
 if section registry; then
     for n in $SIZES; do run_size "$n"; done
 fi
@@ -440,6 +516,9 @@ if section build; then
     [ -x "$TIME" ] || need "$TIME" time || true
     for n in $BUILD_SIZES; do run_build_size "$n"; done
     for mib in 1 $BIG_MIB; do run_mem "$mib"; done
+fi
+if section doctor; then
+    for n in $DOCTOR_SIZES; do run_doctor_size "$n"; done
 fi
 echo
 echo "packer benchmarks ($(date -u +%Y-%m-%d))"
@@ -451,4 +530,8 @@ fi
 if section build; then
     echo
     build_report
+fi
+if section doctor; then
+    echo
+    doctor_report
 fi
