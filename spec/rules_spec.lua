@@ -158,4 +158,64 @@ describe("doctor rules", function()
     assert.equal(1, #r.data.rules)
     assert.equal("one", r.diagnostics[1].rule)
   end)
+
+  describe("examples/rules", function()
+    local function example(name)
+      local f = assert(io.open("examples/rules/" .. name .. ".lua", "rb"))
+      rule(name, f:read("a"))
+      f:close()
+    end
+
+    local function png(w, h)
+      return "\137PNG\r\n\26\n\0\0\0\13IHDR" .. string.pack(">I4I4", w, h) .. "\8\6\0\0\0"
+    end
+
+    local function found(code)
+      local out = {}
+      for _, d in ipairs(p:doctor().diagnostics) do
+        if d.code == code then out[#out + 1] = d end
+      end
+      return out
+    end
+
+    it("texture_pow2 checks PNG headers of texture assets", function()
+      example("texture_pow2")
+      support.asset(ws, "a/tex", { kind = "raw", inputs = { "t.png" }, address = "tex",
+        options = { texture = true } }, { ["t.png"] = png(256, 128) })
+      assert.equal("ok", p:register_asset({ "a/tex" }).status)
+      assert.same({}, found("texture_not_pow2"))
+      support.write(ws .. "/a/tex/t.png", png(300, 128))
+      local d = found("texture_not_pow2")
+      assert.equal(1, #d)
+      assert.matches("a/tex/t.png: 300x128 is not a power-of-two size", d[1].message, 1, true)
+      support.write(ws .. "/a/tex/t.png", "GIF89a not a png at all, really")
+      assert.equal(1, #found("texture_not_png"))
+      -- hero.png is not a texture asset: never checked
+      for _, x in ipairs(p:doctor().diagnostics) do
+        assert.is_false(x.asset_id == id and x.rule == "texture-pow2")
+      end
+    end)
+
+    it("address_kebab wants lower-case kebab addresses", function()
+      example("address_kebab")
+      assert.same({}, found("address_not_kebab"))
+      support.asset(ws, "a/Boss", { kind = "raw", inputs = { "b" }, address = "Sprites/BigBoss_2" },
+        { b = "b" })
+      assert.equal("ok", p:register_asset({ "a/Boss" }).status)
+      local d = found("address_not_kebab")
+      assert.equal(1, #d)
+      assert.matches('(try "sprites/big-boss-2")', d[1].message, 1, true)
+    end)
+
+    it("size_budget reads its budget from packer.json", function()
+      example("size_budget")
+      assert.same({}, found("over_budget"))
+      local cfg = support.read(ws .. "/packer.json")
+      support.write(ws .. "/packer.json", (cfg:gsub("^{", '{"doctor": {"asset_budget_bytes": 200,'
+        .. ' "kind_budget_bytes": {"raw": 50}},')))
+      local d = found("over_budget")
+      assert.equal(1, #d)
+      assert.matches("is 108 bytes, over its budget of 50", d[1].message, 1, true)
+    end)
+  end)
 end)
