@@ -77,27 +77,60 @@ static int set_state(const char *root, cJSON *rec, const char *state)
 
 /* ---- hashing what is moved ------------------------------------------------ */
 
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in directory abs, sorted (records list files in a stable order,
+ * whatever order the file system returns them in). */
+static int sorted_names(const char *abs, char ***out, size_t *n)
+{
+    DIR *d = opendir(abs);
+    *out = NULL;
+    *n = 0;
+    if (!d)
+        return pk_err_errno("cannot open", abs);
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char **v = pk_realloc(*out, (*n + 1) * sizeof *v);
+        if (!v || !(v[*n] = pk_strdup(e->d_name))) {
+            *out = v ? v : *out;
+            rc = pk_err(PACKER_ENOMEM, "out of memory");
+            break;
+        }
+        *out = v;
+        (*n)++;
+    }
+    closedir(d);
+    qsort(*out, *n, sizeof **out, cmp_name);
+    return rc;
+}
+
 static int hash_tree(const char *abs, const char *rel, cJSON *files)
 {
     struct stat st;
     if (lstat(abs, &st) != 0)
         return pk_err_errno("cannot stat", abs);
     if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(abs);
-        if (!d)
-            return pk_err_errno("cannot open", abs);
-        int rc = 0;
-        struct dirent *e;
-        while (rc == 0 && (e = readdir(d))) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            char *ca = io_join(abs, e->d_name);
-            char *cr = *rel ? pk_asprintf("%s/%s", rel, e->d_name) : pk_strdup(e->d_name);
-            rc = ca && cr ? hash_tree(ca, cr, files) : pk_err(PACKER_ENOMEM, "out of memory");
+        char **names = NULL;
+        size_t n = 0;
+        int rc = sorted_names(abs, &names, &n);
+        for (size_t i = 0; i < n; i++) {
+            char *ca = rc == 0 ? io_join(abs, names[i]) : NULL;
+            char *cr = rc != 0 ? NULL
+                       : *rel  ? pk_asprintf("%s/%s", rel, names[i])
+                               : pk_strdup(names[i]);
+            if (rc == 0)
+                rc = ca && cr ? hash_tree(ca, cr, files) : pk_err(PACKER_ENOMEM, "out of memory");
             pk_free(ca);
             pk_free(cr);
+            pk_free(names[i]);
         }
-        closedir(d);
+        pk_free(names);
         return rc;
     }
     if (!S_ISREG(st.st_mode))
@@ -124,7 +157,7 @@ static bool hashes_match(const char *abs, const cJSON *rec)
     const cJSON *want = cJSON_GetObjectItem(rec, "files");
     ok = ok && cJSON_GetArraySize(now) == cJSON_GetArraySize(want);
     const cJSON *a = now ? now->child : NULL, *b = want ? want->child : NULL;
-    for (; ok && a && b; a = a->next, b = b->next) /* same walk order: same directory */
+    for (; ok && a && b; a = a->next, b = b->next) /* both walks are sorted by name */
         ok = strcmp(json_get_str(a, "hash"), json_get_str(b, "hash")) == 0 &&
              strcmp(json_get_str(a, "path"), json_get_str(b, "path")) == 0;
     cJSON_Delete(now);
@@ -169,37 +202,20 @@ static int recover_one(const char *root, cJSON *rec)
     return rc;
 }
 
-static int cmp_id(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int quar_list(const char *root, cJSON **out)
 {
     *out = cJSON_CreateArray();
     char *dir = io_join(root, QDIR);
-    DIR *d = dir ? opendir(dir) : NULL;
     char **ids = NULL;
     size_t n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char **v = pk_realloc(ids, (n + 1) * sizeof *v);
-        if (!v)
-            break;
-        ids = v;
-        if ((ids[n] = pk_strdup(e->d_name)))
-            n++;
-    }
-    if (d)
-        closedir(d);
-    qsort(ids, n, sizeof *ids, cmp_id);
     int rc = *out && dir ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0 && io_is_dir(dir))
+        rc = sorted_names(dir, &ids, &n);
     for (size_t i = 0; i < n; i++) {
         char *path = qpath(root, ids[i], "record.json");
         cJSON *rec = NULL;
-        if (rc == 0 && path && json_load_file(path, path, &rec) == 0 && cJSON_IsObject(rec)) {
+        if (ids[i][0] != '.' && rc == 0 && path && json_load_file(path, path, &rec) == 0 &&
+            cJSON_IsObject(rec)) {
             rc = recover_one(root, rec);
             char *content = qpath(root, ids[i], "content");
             if (rc == 0 && exists(content) && !cJSON_AddItemToArray(*out, rec))
@@ -319,8 +335,11 @@ static int restore(const char *root, const char *id, cJSON **rec_out)
     cJSON *all = NULL, *rec = NULL;
     int rc = quar_list(root, &all); /* recovers interrupted moves first */
     const cJSON *r;
-    cJSON_ArrayForEach(r, all) if (strcmp(json_get_str(r, "id"), id) == 0) rec =
-        cJSON_Duplicate(r, 1);
+    cJSON_ArrayForEach(r, all)
+    {
+        if (!rec && strcmp(json_get_str(r, "id"), id) == 0)
+            rec = cJSON_Duplicate(r, 1);
+    }
     cJSON_Delete(all);
     if (rc)
         return rc;
