@@ -23,6 +23,8 @@ run exclude sprites/enemy
 run include assets/music/theme
 run --json list --excluded
 run remove sprites/enemy --delete-files
+run doctor
+run doctor --workspace --fix
 run status
 echo
 echo "demo workspace: $WS (events in $WS/events.jsonl)"
