@@ -317,6 +317,34 @@ describe("recipes in the sandbox", function()
       'return load(string.dump(function() end))() end}', "binary chunks")
   end)
 
+  it("keeps the libraries read-only", function()
+    fails_with('return {version = "1", build = function() string.rep = nil end}', "read%-only")
+  end)
+
+  it("refuses rawset on a library", function()
+    fails_with('return {version = "1", build = function() rawset(string, "x", 1) end}',
+      "read%-only")
+  end)
+
+  it("hides the string metatable", function()
+    fails_with('return {version = "1", build = function() ' ..
+      'getmetatable("").__index.upper = nil end}', "boolean value")
+  end)
+
+  it("leaves no state from one asset's run to the next", function()
+    support.asset(ws, "a/text2", { kind = "text", inputs = { "x.txt" }, address = "text/x" },
+      { ["x.txt"] = "x" })
+    assert.equal("ok", p:register_asset({ "a/text2" }).status)
+    support.write(ws .. "/recipes/text.lua", 'local runs = 0\n' ..
+      'return {version = "1", build = function()\n' ..
+      '  runs = runs + 1; seen = (seen or 0) + 1; _G.other = (_G.other or 0) + 1\n' ..
+      '  return runs .. seen .. other end}')
+    local r = p:build({ jobs = 1 })
+    assert.equal("ok", r.status, r.summary)
+    assert.equal("111", blob(ws, "text/en"))
+    assert.equal("111", blob(ws, "text/x"))
+  end)
+
   it("gives no access to files other than declared inputs", function()
     fails_with('return {version = "1", build = function(ctx) return ctx:read("../raw/hero.png") end}',
       "not a declared input")

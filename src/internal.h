@@ -327,9 +327,16 @@ typedef struct sandbox sandbox;
 int sandbox_new(size_t mem_cap, sandbox **out);
 void sandbox_free(sandbox *sb);
 struct lua_State *sandbox_state(sandbox *sb);
-/* Load a text chunk (binary refused) onto the stack; message into err. */
+/* Load a text chunk (binary refused) onto the stack, with a fresh
+ * globals table of its own; message into err. */
 int sandbox_load(sandbox *sb, const char *src, size_t len, const char *chunkname, char *err,
                  size_t errlen);
+/* The function on top of the stack as bytecode (kept there); *out is the
+ * caller's to pk_free. Loading it back with sandbox_load_dump (fresh
+ * globals too) skips the parse, for chunks the runtime itself compiled
+ * with sandbox_load and runs many times; never for bytes from outside. */
+int sandbox_dump(sandbox *sb, char **out, size_t *len);
+int sandbox_load_dump(sandbox *sb, const char *bc, size_t len, const char *chunkname);
 /* lua_pcall under the budget; on failure the stack is emptied and err says
  * why ("instruction budget exceeded", "memory cap exceeded", or the error
  * with its chunk:line position). */
