@@ -112,7 +112,8 @@ static void describe(recipe *r, sandbox *sb)
     if (rc == 0) {
         if (!lua_istable(L, -1))
             snprintf(err, sizeof err, "%s: must return a table {version = ..., build = ...}",
-                     r->origin), rc = PACKER_EPARSE;
+                     r->origin),
+                rc = PACKER_EPARSE;
         else if (lua_getfield(L, -1, "build") != LUA_TFUNCTION)
             snprintf(err, sizeof err, "%s: \"build\" must be a function", r->origin),
                 rc = PACKER_EPARSE;

@@ -20,8 +20,8 @@
  *   - Time: a count hook raises an error once the budget is spent, and
  *     then at every later instruction, so a script cannot pcall its way
  *     past the limit. (A single long C call, such as a pathological
- *     string pattern, runs to its end: hooks fire between instructions.) sandbox_call reports "instruction budget exceeded"
- *     or "memory cap exceeded" whatever the script did with the error.
+ *     string pattern, runs to its end: hooks fire between instructions.) sandbox_call reports
+ * "instruction budget exceeded" or "memory cap exceeded" whatever the script did with the error.
  *
  * Threads: a sandbox belongs to one thread at a time.
  */
@@ -207,8 +207,8 @@ static void remove_fields(lua_State *L, const char *table, const char *const *na
 
 int sandbox_new(size_t mem_cap, sandbox **out)
 {
-    static const char *const base_drop[] = {"dofile", "loadfile", "require", "collectgarbage",
-                                            "print", NULL};
+    static const char *const base_drop[] = {"dofile",         "loadfile", "require",
+                                            "collectgarbage", "print",    NULL};
     static const char *const math_drop[] = {"random", "randomseed", NULL};
     *out = NULL;
     sandbox *sb = pk_calloc(1, sizeof *sb);
@@ -327,8 +327,7 @@ int sandbox_load_dump(sandbox *sb, const char *bc, size_t len, const char *chunk
     return 0;
 }
 
-int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err,
-                 size_t errlen)
+int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err, size_t errlen)
 {
     lua_State *L = sb->L;
     sb->budget = instructions / HOOK_EVERY + 1;
@@ -347,7 +346,8 @@ int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *
         snprintf(err, errlen, "memory cap exceeded (%zu bytes)", sb->cap);
     else
         snprintf(err, errlen, "%s",
-                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object is not a string");
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                : "error object is not a string");
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
     return PACKER_EREFUSED;
@@ -387,4 +387,3 @@ void sandbox_push_json(lua_State *L, const cJSON *j)
         lua_pushnil(L);
     }
 }
-
