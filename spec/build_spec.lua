@@ -109,7 +109,10 @@ describe("build", function()
     end
   end)
 
+  -- The first build's stats are settled, so the incremental build takes
+  -- what the cache remembers for every asset the mutation left alone.
   local function same_as_clean(mutate)
+    support.settle()
     p:build()
     mutate()
     assert.equal("ok", p:build().status)
@@ -121,6 +124,37 @@ describe("build", function()
   it("incremental equals clean after an edit", function()
     same_as_clean(function() support.write(ws .. "/a/text/en.txt", "changed\r\n") end)
     assert.equal("changed\n", blob(ws, "text/en"))
+  end)
+
+  it("sees an edit that keeps the input's size and mtime", function()
+    support.settle()
+    p:build()
+    local path = ws .. "/a/raw/hero.png"
+    local ref = ws .. "/hero.ref"
+    os.execute("touch -r " .. support.quote(path) .. " " .. support.quote(ref))
+    support.write(path, "\137PNG\r\n\26\n\0BINARY")
+    os.execute("touch -r " .. support.quote(ref) .. " " .. support.quote(path)) -- to the ns
+    assert.equal(lfs.attributes(ref, "modification"), lfs.attributes(path, "modification"))
+    local r = p:build()
+    assert.equal(1, r.data.totals.misses)
+    assert.equal("\137PNG\r\n\26\n\0BINARY", blob(ws, "sprites/hero"))
+  end)
+
+  it("sees a manifest edit and a recipe change on remembered assets", function()
+    support.settle()
+    p:build()
+    support.write(ws .. "/a/json/asset.json", support.json({ kind = "text", inputs = { "c.json" },
+      address = "config/game" }))
+    local r = p:build()
+    assert.equal(1, r.data.totals.misses)
+    assert.equal('{ "b": [1, 2.5, "x"], "a": {"z": null, "y": true} }\n', blob(ws, "config/game"))
+    support.settle()
+    p:build()
+    support.write(ws .. "/recipes/raw.lua", 'return {version = "2", build = function(ctx) ' ..
+      'return "raw:" .. ctx:read(1) end}')
+    r = p:build()
+    assert.equal(1, r.data.totals.misses)
+    assert.equal("raw:\137PNG\r\n\26\n\0binary", blob(ws, "sprites/hero"))
   end)
 
   it("incremental equals clean after add, exclude, include and remove", function()
@@ -188,12 +222,17 @@ describe("build", function()
         end
       end
     end
+    -- up to date, nothing is read: the damage shows once the pack is written
+    assert.is_true(p:build().data.up_to_date)
+    support.rmtree(ws .. "/build")
     local r = p:build({ clean = false })
+    assert.equal("ok", r.status)
     local corrupt = 0
     for _, d in ipairs(r.diagnostics) do
       if d.code == "cache_corrupt" then corrupt = corrupt + 1 end
     end
     assert.equal(4, corrupt) -- text, json, lua and bundle keep blobs; raw streams its input
+    assert.same(before, files_of(ws .. "/build"))
     p:build({ clean = true })
     assert.same(before, files_of(ws .. "/build"))
   end)
@@ -315,6 +354,34 @@ describe("recipes in the sandbox", function()
   it("refuses binary chunks", function()
     fails_with('return {version = "1", build = function() ' ..
       'return load(string.dump(function() end))() end}', "binary chunks")
+  end)
+
+  it("keeps the libraries read-only", function()
+    fails_with('return {version = "1", build = function() string.rep = nil end}', "read%-only")
+  end)
+
+  it("refuses rawset on a library", function()
+    fails_with('return {version = "1", build = function() rawset(string, "x", 1) end}',
+      "read%-only")
+  end)
+
+  it("hides the string metatable", function()
+    fails_with('return {version = "1", build = function() ' ..
+      'getmetatable("").__index.upper = nil end}', "boolean value")
+  end)
+
+  it("leaves no state from one asset's run to the next", function()
+    support.asset(ws, "a/text2", { kind = "text", inputs = { "x.txt" }, address = "text/x" },
+      { ["x.txt"] = "x" })
+    assert.equal("ok", p:register_asset({ "a/text2" }).status)
+    support.write(ws .. "/recipes/text.lua", 'local runs = 0\n' ..
+      'return {version = "1", build = function()\n' ..
+      '  runs = runs + 1; seen = (seen or 0) + 1; _G.other = (_G.other or 0) + 1\n' ..
+      '  return runs .. seen .. other end}')
+    local r = p:build({ jobs = 1 })
+    assert.equal("ok", r.status, r.summary)
+    assert.equal("111", blob(ws, "text/en"))
+    assert.equal("111", blob(ws, "text/x"))
   end)
 
   it("gives no access to files other than declared inputs", function()

@@ -63,6 +63,13 @@ end
 
 --- Create an asset root with a manifest and its input files.
 -- files: {name = content}; manifest: table encoded as JSON (simple values).
+-- Let file stats settle: the build cache does not trust a stat younger
+-- than 100 ms (an edit in the same timestamp tick would not change it), so
+-- tests that exercise what the cache remembers wait this long first.
+function M.settle()
+  os.execute("sleep 0.15")
+end
+
 function M.asset(ws, root, manifest, files)
   for name, content in pairs(files or {}) do
     M.write(ws .. "/" .. root .. "/" .. name, content)

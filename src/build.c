@@ -4,16 +4,21 @@
  *
  * One build is one lane job holding the workspace lock, so builds and
  * registry writes never interleave. Its phases:
- *   1. validate the registered world; structural errors block the build
- *      and leave the output directory exactly as it was;
- *   2. hash inputs (stat index first) and look up each asset's cache key;
- *   3. run the recipes of the misses in the sandbox, on `jobs` workers;
- *   4. unless the outputs already hold exactly this content, write them
- *      into a staging directory and swap it with the output directory in
- *      one rename (RENAME_EXCHANGE): readers and crashes see the previous
- *      complete output or the new one.
- * Phases 2 and 3 use worker threads; events are published only by the
- * lane thread, in address order, so they stay in causal order.
+ *   1. scan, on `jobs` workers: each included asset's cache key. While an
+ *      asset's manifest, inputs and recipe have the stats and identity its
+ *      last build recorded (the cache's assets-index), the key is known
+ *      from stats alone; otherwise validate the asset (structural errors
+ *      block the build and leave the output directory exactly as it was),
+ *      hash its inputs (stat index first) and compute the key;
+ *   2. if every key is cached and the outputs were written from exactly
+ *      these keys and are untouched since, stop: nothing to do;
+ *   3. verify cached blobs (a damaged one is rebuilt, never packed), and
+ *      run the recipes of the misses in the sandbox, on `jobs` workers;
+ *   4. write the outputs into a staging directory and swap it with the
+ *      output directory in one rename (RENAME_EXCHANGE): readers and
+ *      crashes see the previous complete output or the new one.
+ * Events are published only by the lane thread, in address order, so they
+ * stay in causal order.
  *
  * Output bytes depend only on (address, asset_id, blob) of the included
  * assets: incremental equals clean, on any path.
@@ -41,17 +46,22 @@
 typedef struct {
     char key[HASH_HEX_LEN + 1];
     cache_obj obj;
-    bool hit, failed, corrupt;
-    char *error;
+    cache_stat manifest; /* taken before the manifest was read */
+    bool manifest_ok;    /* that stat may be remembered (not racy) */
+    bool hit, failed, corrupt, memo;
+    const char *code; /* a structural error the scan found, with error */
+    char *path, *error;
     double ms;
 } result;
 
 typedef struct {
     op *o;
     const char *root;
+    int rootfd;
     snap *cur;
     char *out_dir; /* absolute */
     bool clean, verify;
+    bool quiet; /* the --verify rebuild: no events of its own */
     int jobs;
     recipe_set *rs;
     cache *cache;
@@ -88,28 +98,31 @@ static void *pool_main(void *arg)
     void *w = p->worker_new ? p->worker_new(p->b) : NULL;
     for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->b->n;) {
         p->fn(p->b, i, w);
-        atomic_fetch_add(&p->done, 1);
-        pthread_mutex_lock(&p->mu);
-        pthread_cond_signal(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_fetch_add(&p->done, 1) + 1 == p->b->n) {
+            pthread_mutex_lock(&p->mu); /* the waiter is waiting or will see done */
+            pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
     if (p->worker_free)
         p->worker_free(w);
     return NULL;
 }
 
-/* Run fn over every item on b->jobs threads; the lane thread publishes
- * progress while it waits. */
-static void run_pool(build_ctx *b, const char *what, int (*fn)(build_ctx *, size_t, void *),
-                     void *(*worker_new)(build_ctx *), void (*worker_free)(void *))
+/* Run fn over every item on up to b->jobs threads; the lane thread
+ * publishes progress every 100 ms while it waits. */
+static void run_pool(build_ctx *b, size_t work, const char *what,
+                     int (*fn)(build_ctx *, size_t, void *), void *(*worker_new)(build_ctx *),
+                     void (*worker_free)(void *))
 {
     pool p = {.b = b, .fn = fn, .worker_new = worker_new, .worker_free = worker_free};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
-    int jobs = b->jobs < 1 ? 1 : b->jobs > 64 ? 64 : b->jobs;
+    size_t jobs = (size_t)(b->jobs < 1 ? 1 : b->jobs > 64 ? 64 : b->jobs);
+    jobs = work < jobs ? (work ? work : 1) : jobs;
     pthread_t t[64];
-    int started = 0;
-    for (; started < jobs; started++)
+    size_t started = 0;
+    for (; b->n && started < jobs; started++)
         if (pthread_create(&t[started], NULL, pool_main, &p) != 0)
             break;
     if (started == 0)
@@ -132,20 +145,22 @@ static void run_pool(build_ctx *b, const char *what, int (*fn)(build_ctx *, size
         }
     }
     pthread_mutex_unlock(&p.mu);
-    for (int i = 0; i < started; i++)
+    for (size_t i = 0; i < started; i++)
         pthread_join(t[i], NULL);
     op_progress(b->o, b->n, b->n, what);
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
 }
 
-/* ---- phase 1: collect and validate ------------------------------------- */
+/* ---- phase 1: scan ------------------------------------------------------ */
 
-static void structural(build_ctx *b, const char *code, const asset_rec *a, const char *path,
-                       const char *msg)
+/* A structural error of the item's asset, reported by the lane later. */
+static bool structural(result *r, const char *code, const char *path, const char *msg)
 {
-    resp_diag(b->o->r, "error", code, a ? a->id : NULL, path, msg);
-    resp_blocker(b->o->r, code, msg);
+    r->code = code;
+    r->path = path ? pk_strdup(path) : NULL;
+    r->error = pk_strdup(msg);
+    return false;
 }
 
 static int cmp_address(const void *x, const void *y)
@@ -153,64 +168,78 @@ static int cmp_address(const void *x, const void *y)
     return strcmp(((const build_item *)x)->address, ((const build_item *)y)->address);
 }
 
-static bool item_inputs(build_ctx *b, const asset_rec *a, const manifest *m, build_item *it)
+static void item_clear(build_item *it)
+{
+    for (size_t k = 0; k < it->ninputs; k++) {
+        pk_free(it->inputs[k].name);
+        pk_free(it->inputs[k].path);
+    }
+    pk_free(it->inputs);
+    pk_free((char *)it->kind);
+    pk_free(it->manifest_text);
+    cJSON_Delete(it->options);
+    it->inputs = NULL;
+    it->ninputs = 0;
+    it->kind = NULL;
+    it->manifest_text = NULL;
+    it->options = NULL;
+}
+
+static bool item_inputs(build_ctx *b, const manifest *m, build_item *it, result *r)
 {
     it->inputs = pk_calloc(m->ninputs + 1, sizeof *it->inputs);
     if (!it->inputs)
-        return false;
+        return structural(r, "io_error", NULL, "out of memory");
     for (size_t k = 0; k < m->ninputs; k++) {
         build_input *in = &it->inputs[it->ninputs];
         char msg[700];
-        if (ws_confine_under(b->root, a->root, m->inputs[k], &in->path) != 0) {
-            structural(b, "input_escapes_workspace", a, a->root, packer_last_error());
-            return false;
-        }
+        if (ws_confine_under(b->root, it->root, m->inputs[k], &in->path) != 0)
+            return structural(r, "input_escapes_workspace", it->root, packer_last_error());
         in->name = pk_strdup(m->inputs[k]);
         it->ninputs++;
-        char *abs = io_join(b->root, in->path);
-        bool ok = abs && io_is_file(abs);
-        pk_free(abs);
-        if (!ok) {
-            snprintf(msg, sizeof msg, "%s: input of %s not found", in->path, a->id);
-            structural(b, "input_missing", a, in->path, msg);
-            return false;
+        struct stat st;
+        if (fstatat(b->rootfd, in->path, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+            snprintf(msg, sizeof msg, "%s: input of %s not found", in->path, it->asset_id);
+            return structural(r, "input_missing", in->path, msg);
         }
     }
     return true;
 }
 
-/* Fill it from a and its manifest; false after reporting a structural error. */
-static bool collect_one(build_ctx *b, const asset_rec *a, build_item *it)
+static char *manifest_path(const build_item *it)
+{
+    return pk_asprintf("%s/asset.json", it->root);
+}
+
+/* Fill it from its manifest; false after noting a structural error. */
+static bool collect_one(build_ctx *b, build_item *it, result *r)
 {
     char msg[700];
     manifest *m = NULL;
-    char *abs = io_join(b->root, a->root);
-    bool root_ok = abs && io_is_dir(abs);
-    pk_free(abs);
-    it->asset_id = a->id;
-    it->address = a->address;
-    it->root = a->root;
-    it->kind = NULL;
-    if (!root_ok) {
-        snprintf(msg, sizeof msg, "%s: asset root of %s is missing", a->root, a->id);
-        structural(b, "root_missing", a, a->root, msg);
-        return false;
+    struct stat st;
+    if (fstatat(b->rootfd, it->root, &st, 0) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(msg, sizeof msg, "%s: asset root of %s is missing", it->root, it->asset_id);
+        return structural(r, "root_missing", it->root, msg);
     }
-    if (manifest_load(b->root, a->root, &m) != 0) {
-        structural(b, "manifest_invalid", a, a->root, packer_last_error());
-        return false;
+    char *mpath = manifest_path(it);
+    r->manifest_ok = mpath && fstatat(b->rootfd, mpath, &st, 0) == 0;
+    pk_free(mpath);
+    if (r->manifest_ok) {
+        cache_stat_of(&st, &r->manifest);
+        r->manifest_ok = !cache_stat_racy(&r->manifest);
     }
+    if (manifest_load(b->root, it->root, &m) != 0)
+        return structural(r, "manifest_invalid", it->root, packer_last_error());
     bool ok = true;
     const char *why = NULL;
     const char *kind = m->kind; /* the manifest is the truth for kind */
     if (!recipes_id(b->rs, kind, &why)) {
-        snprintf(msg, sizeof msg, "%s: kind \"%s\" has %s", a->root, kind,
+        snprintf(msg, sizeof msg, "%s: kind \"%s\" has %s", it->root, kind,
                  why ? why : "no recipe (add recipes/<kind>.lua)");
-        structural(b, why ? "recipe_invalid" : "unknown_kind", a, a->root, msg);
-        ok = false;
+        ok = structural(r, why ? "recipe_invalid" : "unknown_kind", it->root, msg);
     }
     if (ok)
-        ok = item_inputs(b, a, m, it);
+        ok = item_inputs(b, m, it, r);
     if (ok) {
         cJSON *mj = cJSON_CreateObject();
         if (mj) {
@@ -222,63 +251,14 @@ static bool collect_one(build_ctx *b, const asset_rec *a, build_item *it)
         it->manifest_text = mj ? json_canonical(mj, false) : NULL;
         it->options = cJSON_Duplicate(m->options, 1);
         cJSON_Delete(mj);
-        ok = it->manifest_text && it->options;
+        it->kind = pk_strdup(kind);
+        ok = it->manifest_text && it->options && it->kind;
+        if (!ok)
+            structural(r, "io_error", NULL, "out of memory");
     }
-    it->kind = ok ? pk_strdup(kind) : NULL;
     manifest_free(m);
-    return ok && it->kind;
-}
-
-static void items_free(build_ctx *b)
-{
-    for (size_t i = 0; b->items && i < b->n; i++) {
-        build_item *it = &b->items[i];
-        for (size_t k = 0; k < it->ninputs; k++) {
-            pk_free(it->inputs[k].name);
-            pk_free(it->inputs[k].path);
-        }
-        pk_free(it->inputs);
-        pk_free((char *)it->kind);
-        pk_free(it->manifest_text);
-        cJSON_Delete(it->options);
-        if (b->res) {
-            cache_obj_clear(&b->res[i].obj);
-            pk_free(b->res[i].error);
-        }
-    }
-    pk_free(b->items);
-    pk_free(b->res);
-}
-
-static bool collect(build_ctx *b)
-{
-    size_t n = 0;
-    const asset_rec *const *all = snap_all(b->cur, &n);
-    b->items = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->items);
-    b->res = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->res);
-    if (!all || !b->items || !b->res)
-        return false;
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
-        if (!all[i]->included)
-            continue;
-        build_item *it = &b->items[b->n++];
-        if (!collect_one(b, all[i], it))
-            ok = false;
-    }
-    qsort(b->items, b->n, sizeof *b->items, cmp_address);
-    for (size_t i = 1; i < b->n; i++)
-        if (strcmp(b->items[i - 1].address, b->items[i].address) == 0) {
-            char msg[700];
-            snprintf(msg, sizeof msg, "address \"%s\" is used by included assets %s and %s",
-                     b->items[i].address, b->items[i - 1].asset_id, b->items[i].asset_id);
-            structural(b, "duplicate_address", NULL, NULL, msg);
-            ok = false;
-        }
     return ok;
 }
-
-/* ---- phase 2: hash inputs, compute keys, look up the cache ------------- */
 
 static void key_add(XXH3_state_t *st, const char *s)
 {
@@ -308,15 +288,14 @@ static int compute_key(build_ctx *b, build_item *it, result *r)
     return 0;
 }
 
-/* A usable hit: the object parses, and its bytes (or the input it refers
- * to) still have the recorded hash. */
+/* Look the key up. An 'R' object counts only while its input still has
+ * the recorded hash; a 'B' object's bytes are checked later (verify_one),
+ * and only when the outputs are to be written. */
 static void lookup(build_ctx *b, build_item *it, result *r)
 {
     int rc = cache_get(b->cache, r->key, &r->obj);
     if (rc == PACKER_ENOTFOUND)
         return;
-    if (rc == 0 && r->obj.type == 'B')
-        rc = cache_verify(&r->obj);
     if (rc == 0 && r->obj.type == 'R') {
         const build_input *in = NULL;
         for (size_t k = 0; k < it->ninputs; k++)
@@ -334,24 +313,152 @@ static void lookup(build_ctx *b, build_item *it, result *r)
     cache_obj_clear(&r->obj);
 }
 
-static int hash_one(build_ctx *b, size_t i, void *worker)
+/* The key from the asset's memo, if everything it depended on has the
+ * stat it had; the inputs are filled from the memo and the stat index. */
+static bool memo_key(build_ctx *b, build_item *it, result *r)
 {
-    (void)worker;
-    build_item *it = &b->items[i];
-    result *r = &b->res[i];
-    double t0 = now_ms();
+    const cache_memo *m = cache_memo_get(b->cache, it->asset_id);
+    const char *why;
+    const char *rid = m && m->kind ? recipes_id(b->rs, m->kind, &why) : NULL;
+    if (!rid || strcmp(m->address, it->address) != 0 || strcmp(m->root, it->root) != 0 ||
+        strcmp(rid, m->recipe_id) != 0)
+        return false;
+    char *mpath = manifest_path(it);
+    struct stat st;
+    cache_stat cs;
+    bool same = mpath && fstatat(b->rootfd, mpath, &st, 0) == 0;
+    pk_free(mpath);
+    if (!same || (cache_stat_of(&st, &cs), !cache_stat_same(&cs, &m->manifest)))
+        return false;
+    it->inputs = pk_calloc(m->ninputs + 1, sizeof *it->inputs);
+    if (!it->inputs)
+        return false;
+    for (size_t k = 0; k < m->ninputs; k++) {
+        build_input *in = &it->inputs[it->ninputs];
+        if (fstatat(b->rootfd, m->inputs[k], &st, 0) != 0)
+            return false;
+        cache_stat_of(&st, &cs);
+        if (!cache_input_known(b->cache, m->inputs[k], &cs, in->hash) ||
+            !(in->path = pk_strdup(m->inputs[k])))
+            return false;
+        in->size = cs.size;
+        it->ninputs++;
+    }
+    it->kind = pk_strdup(m->kind);
+    memcpy(r->key, m->key, sizeof r->key);
+    return it->kind != NULL;
+}
+
+/* Validate, hash and key one asset from its manifest (no memo). */
+static void scan_full(build_ctx *b, build_item *it, result *r)
+{
+    item_clear(it);
+    r->memo = false;
+    if (!collect_one(b, it, r))
+        return;
     for (size_t k = 0; k < it->ninputs; k++) {
         build_input *in = &it->inputs[k];
-        if (cache_hash_input(b->cache, b->root, in->path, in->hash, &in->size) != 0) {
+        if (cache_hash_input(b->cache, b->rootfd, in->path, in->hash, &in->size) != 0) {
             r->failed = true;
             r->error = pk_strdup(packer_last_error());
-            return -1;
+            return;
         }
     }
     compute_key(b, it, r);
     if (!b->clean)
         lookup(b, it, r);
+}
+
+static int scan_one(build_ctx *b, size_t i, void *worker)
+{
+    (void)worker;
+    build_item *it = &b->items[i];
+    result *r = &b->res[i];
+    double t0 = now_ms();
+    if (!b->clean && memo_key(b, it, r)) {
+        lookup(b, it, r);
+        r->memo = r->hit;
+    }
+    if (!r->memo)
+        scan_full(b, it, r);
     r->ms = now_ms() - t0;
+    return 0;
+}
+
+/* Report the scan's structural errors in address order; false if any. */
+static bool report_structural(build_ctx *b)
+{
+    bool ok = true;
+    for (size_t i = 0; i < b->n; i++) {
+        result *r = &b->res[i];
+        if (!r->code)
+            continue;
+        resp_diag(b->o->r, "error", r->code, b->items[i].asset_id, r->path, r->error);
+        resp_blocker(b->o->r, r->code, r->error);
+        ok = false;
+    }
+    for (size_t i = 1; i < b->n; i++)
+        if (strcmp(b->items[i - 1].address, b->items[i].address) == 0) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "address \"%s\" is used by included assets %s and %s",
+                     b->items[i].address, b->items[i - 1].asset_id, b->items[i].asset_id);
+            resp_diag(b->o->r, "error", "duplicate_address", NULL, NULL, msg);
+            resp_blocker(b->o->r, "duplicate_address", msg);
+            ok = false;
+        }
+    return ok;
+}
+
+static void items_free(build_ctx *b)
+{
+    for (size_t i = 0; b->items && i < b->n; i++) {
+        item_clear(&b->items[i]);
+        if (b->res) {
+            cache_obj_clear(&b->res[i].obj);
+            pk_free(b->res[i].path);
+            pk_free(b->res[i].error);
+        }
+    }
+    pk_free(b->items);
+    pk_free(b->res);
+}
+
+/* The included assets, in address order, with room for their results. */
+static bool collect(build_ctx *b)
+{
+    size_t n = 0;
+    const asset_rec *const *all = snap_all(b->cur, &n);
+    b->items = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->items);
+    b->res = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->res);
+    if (!all || !b->items || !b->res)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->included)
+            continue;
+        build_item *it = &b->items[b->n++];
+        it->asset_id = all[i]->id;
+        it->address = all[i]->address;
+        it->root = all[i]->root;
+    }
+    qsort(b->items, b->n, sizeof *b->items, cmp_address);
+    return true;
+}
+
+/* A cached blob about to be packed must still hash to its record. */
+static int verify_one(build_ctx *b, size_t i, void *worker)
+{
+    (void)worker;
+    result *r = &b->res[i];
+    if (!r->hit || r->obj.type != 'B')
+        return 0;
+    int rc = cache_verify(&r->obj);
+    if (rc == 0)
+        return 0;
+    if (r->memo) /* a recipe will run: it needs the whole item */
+        scan_full(b, &b->items[i], r);
+    r->hit = false;
+    r->corrupt = rc != PACKER_ENOTFOUND;
+    cache_obj_clear(&r->obj);
     return 0;
 }
 
@@ -375,20 +482,18 @@ static int store_output(build_ctx *b, build_item *it, result *r, recipe_output *
     if (out->stream_input) {
         const build_input *in = &it->inputs[out->stream_input - 1];
         hash_from_hex(in->hash, h);
-        int rc = cache_put(b->cache, r->key, 'R', in->path, strlen(in->path), in->size, h);
-        return rc ? rc : cache_get(b->cache, r->key, &r->obj);
+        return cache_put(b->cache, r->key, 'R', in->path, strlen(in->path), in->size, h, &r->obj);
     }
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits(out->bytes, out->len));
-    int rc = cache_put(b->cache, r->key, 'B', out->bytes, out->len, out->len, c.digest);
-    return rc ? rc : cache_get(b->cache, r->key, &r->obj);
+    return cache_put(b->cache, r->key, 'B', out->bytes, out->len, out->len, c.digest, &r->obj);
 }
 
 static int build_one(build_ctx *b, size_t i, void *worker)
 {
     build_item *it = &b->items[i];
     result *r = &b->res[i];
-    if (r->hit || r->failed)
+    if (r->hit || r->failed || r->code)
         return 0;
     double t0 = now_ms();
     char err[1024];
@@ -417,7 +522,8 @@ static char *surface_text(build_ctx *b)
     cJSON *arr = cJSON_CreateArray();
     for (size_t i = 0; arr && i < b->n; i++) {
         cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddItemToArray(arr, e) || !json_add_str(e, "address", b->items[i].address) ||
+        if (!e || !cJSON_AddItemToArray(arr, e) ||
+            !json_add_str(e, "address", b->items[i].address) ||
             !json_add_str(e, "asset_id", b->items[i].asset_id)) {
             cJSON_Delete(arr);
             return NULL;
@@ -538,6 +644,9 @@ static int publish_outputs(build_ctx *b)
 
 /* ---- up to date? --------------------------------------------------------- */
 
+/* What the outputs are made of: the cache keys, in address order. Equal
+ * keys give equal bytes (recipes are deterministic and their identity is
+ * in the key), so equal digests mean equal outputs. */
 static void digest_of(build_ctx *b, char out[HASH_HEX_LEN + 1])
 {
     XXH3_state_t *st = XXH3_createState();
@@ -548,13 +657,9 @@ static void digest_of(build_ctx *b, char out[HASH_HEX_LEN + 1])
     XXH3_128bits_reset(st);
     key_add(st, b->out_dir);
     for (size_t i = 0; i < b->n; i++) {
-        char hex[HASH_HEX_LEN + 1], size[32];
-        hash_to_hex(b->res[i].obj.hash, hex);
-        snprintf(size, sizeof size, "%llu", (unsigned long long)b->res[i].obj.size);
         key_add(st, b->items[i].address);
         key_add(st, b->items[i].asset_id);
-        key_add(st, hex);
-        key_add(st, size);
+        key_add(st, b->res[i].key);
     }
     XXH128_canonical_t c;
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
@@ -591,8 +696,8 @@ static bool outputs_current(build_ctx *b, const char *digest)
         file_stamp(b->out_dir, PACK_NAME, pack) && file_stamp(b->out_dir, SURFACE_NAME, surf)) {
         const char *d = json_get_str(j, "digest"), *p = json_get_str(j, "pack");
         const char *s = json_get_str(j, "surface");
-        same = d && p && s && strcmp(d, digest) == 0 && strcmp(p, pack) == 0 &&
-               strcmp(s, surf) == 0;
+        same =
+            d && p && s && strcmp(d, digest) == 0 && strcmp(p, pack) == 0 && strcmp(s, surf) == 0;
     }
     cJSON_Delete(j);
     pk_free(path);
@@ -675,22 +780,26 @@ static void finish(build_ctx *b, const char *outcome, const char *fmt, ...)
 
 static void announce_cache(build_ctx *b)
 {
+    bool events = !b->quiet && op_observed(b->o);
     for (size_t i = 0; i < b->n; i++) {
         result *r = &b->res[i];
         const char *ids[1] = {b->items[i].asset_id};
         char sum[600];
-        if (r->corrupt) {
-            snprintf(sum, sizeof sum, "cache entry %s of %s failed its hash check; rebuilt",
-                     r->key, b->items[i].address);
+        if (r->corrupt && !b->quiet) {
+            snprintf(sum, sizeof sum, "cache entry %s of %s failed its hash check; rebuilt", r->key,
+                     b->items[i].address);
             resp_diag(b->o->r, "warning", "cache_corrupt", b->items[i].asset_id, NULL, sum);
         }
         if (r->failed)
+            continue;
+        r->hit ? b->hits++ : b->misses++;
+        b->bytes += r->obj.size;
+        if (!events)
             continue;
         snprintf(sum, sizeof sum, "%s %s", r->hit ? "cache hit" : "cache miss",
                  b->items[i].address);
         op_emit(b->o, r->hit ? PACKER_EV_CACHE_HIT : PACKER_EV_CACHE_MISS, sum,
                 json_str_array(ids, 1), NULL);
-        r->hit ? b->hits++ : b->misses++;
     }
 }
 
@@ -711,28 +820,84 @@ static bool report_failures(build_ctx *b)
     return b->failures == 0;
 }
 
-/* Phases 2 and 3; false when some asset failed. */
+/* Phase 1; false when a structural error blocks the build. */
+static bool scan(build_ctx *b)
+{
+    run_pool(b, b->n, "scanning assets", scan_one, NULL, NULL);
+    return report_structural(b);
+}
+
+static size_t count_misses(const build_ctx *b, bool blobs_only)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n += blobs_only ? b->res[i].hit && b->res[i].obj.type == 'B'
+                        : !b->res[i].hit && !b->res[i].failed;
+    return n;
+}
+
+/* Phase 3: every asset's output in the cache; false when some failed. */
 static bool produce(build_ctx *b)
 {
-    run_pool(b, "hashing inputs", hash_one, NULL, NULL);
+    size_t blobs = count_misses(b, true);
+    if (blobs)
+        run_pool(b, blobs, "checking cached outputs", verify_one, NULL, NULL);
+    size_t misses = count_misses(b, false);
+    if (misses)
+        run_pool(b, misses, "running recipes", build_one, runner_make, runner_drop);
     announce_cache(b);
-    run_pool(b, "running recipes", build_one, runner_make, runner_drop);
-    for (size_t i = 0; i < b->n; i++)
-        b->bytes += b->res[i].obj.size;
     return report_failures(b);
 }
 
+/* Remember what each freshly scanned asset depended on (lane). */
+static void remember_assets(build_ctx *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const build_item *it = &b->items[i];
+        const result *r = &b->res[i];
+        const char *why, *rid = it->kind ? recipes_id(b->rs, it->kind, &why) : NULL;
+        if (r->memo || !r->manifest_ok || r->failed || r->code || !r->obj.type || !rid)
+            continue;
+        char *paths[50];
+        if (it->ninputs > 50)
+            continue;
+        for (size_t k = 0; k < it->ninputs; k++)
+            paths[k] = it->inputs[k].path;
+        cache_memo m = {.address = (char *)it->address,
+                        .root = (char *)it->root,
+                        .kind = (char *)it->kind,
+                        .manifest = r->manifest,
+                        .inputs = paths,
+                        .ninputs = it->ninputs};
+        memcpy(m.recipe_id, rid, sizeof m.recipe_id);
+        memcpy(m.key, r->key, sizeof m.key);
+        cache_memo_put(b->cache, it->asset_id, &m); /* on failure: no memo, no harm */
+    }
+}
+
+/* 0 when the two files have the same bytes; compared in chunks, so memory
+ * stays bounded whatever their size. */
 static int compare_file(const char *a, const char *b_path)
 {
-    char *x = NULL, *y = NULL;
-    size_t nx = 0, ny = 0;
-    int rc = io_read_file(a, &x, &nx);
-    if (rc == 0)
-        rc = io_read_file(b_path, &y, &ny);
-    if (rc == 0 && (nx != ny || memcmp(x, y, nx) != 0))
-        rc = PACKER_EREFUSED;
-    pk_free(x);
-    pk_free(y);
+    static _Thread_local char x[1 << 16], y[1 << 16];
+    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b_path, O_RDONLY | O_CLOEXEC);
+    struct stat sa, sb;
+    int rc = fa < 0 || fb < 0 || fstat(fa, &sa) != 0 || fstat(fb, &sb) != 0
+                 ? pk_err_errno("cannot open", fa < 0 ? a : b_path)
+             : sa.st_size != sb.st_size ? PACKER_EREFUSED
+                                        : 0;
+    for (off_t left = sa.st_size; rc == 0 && left > 0;) {
+        size_t want = left < (off_t)sizeof x ? (size_t)left : sizeof x;
+        if (io_read_full(fa, x, want, a) != 0 || io_read_full(fb, y, want, b_path) != 0)
+            rc = PACKER_EIO;
+        else if (memcmp(x, y, want) != 0)
+            rc = PACKER_EREFUSED;
+        left -= (off_t)want;
+    }
+    if (fa >= 0)
+        close(fa);
+    if (fb >= 0)
+        close(fb);
     return rc;
 }
 
@@ -744,10 +909,12 @@ static void verify(build_ctx *b)
     v.items = NULL;
     v.res = NULL;
     v.n = v.hits = v.misses = v.failures = v.bytes = 0;
-    v.clean = true;
+    v.clean = v.quiet = true;
     char *tmp = pk_asprintf("%s.verify-%ld", b->out_dir, (long)getpid());
-    bool ok = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && produce(&v) &&
-              mkdir(tmp, 0755) == 0 && write_outputs(&v, tmp) == 0;
+    if (tmp)
+        rm_tree(tmp); /* litter of an earlier crash */
+    bool ok = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && scan(&v) &&
+              produce(&v) && mkdir(tmp, 0755) == 0 && write_outputs(&v, tmp) == 0;
     bool built = ok;
     const char *names[] = {PACK_NAME, SURFACE_NAME};
     for (int i = 0; built && i < 2; i++) {
@@ -811,19 +978,30 @@ static void run_build(build_ctx *b)
     char sum[200], digest[HASH_HEX_LEN + 1];
     snprintf(sum, sizeof sum, "build of %zu included assets", snap_included_count(b->cur));
     op_emit(b->o, PACKER_EV_BUILD_STARTED, sum, NULL, NULL);
-    if (recipes_load(b->root, &b->rs) != 0 || cache_open(b->root, b->clean, &b->cache) != 0) {
+    b->rootfd = open(b->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (b->rootfd < 0 || recipes_load(b->root, &b->rs) != 0 ||
+        cache_open(b->root, b->clean, &b->cache) != 0 || !collect(b)) {
+        if (b->rootfd < 0)
+            pk_err_errno("cannot open", b->root);
         resp_status(b->o->r, PACKER_STATUS_FAILED);
         resp_diag(b->o->r, "error", "io_error", NULL, NULL, packer_last_error());
         finish(b, "failed", "build failed: %s", packer_last_error());
         return;
     }
-    if (!collect(b)) {
+    if (!scan(b)) {
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
         finish(b, "blocked", "build blocked by structural errors; outputs left as they were");
         return;
     }
-    bool ok = produce(b);
-    cache_save_index(b->cache);
+    digest_of(b, digest);
+    b->up_to_date = !b->clean && count_misses(b, false) == 0 && outputs_current(b, digest);
+    bool ok = true;
+    if (b->up_to_date)
+        announce_cache(b); /* nothing is read, nothing is written */
+    else
+        ok = produce(b);
+    remember_assets(b);
+    cache_save(b->cache); /* a cache that cannot be saved only costs work */
     if (!ok) {
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
         finish(b, "failed", "build failed: %zu asset%s failed; outputs left as they were",
@@ -831,8 +1009,9 @@ static void run_build(build_ctx *b)
         save_report(b, report(b, now_ms() - t0));
         return;
     }
-    digest_of(b, digest);
-    b->up_to_date = !b->clean && outputs_current(b, digest);
+    /* the cache may have been deleted under outputs that are still right */
+    if (!b->up_to_date && !b->clean && outputs_current(b, digest))
+        b->up_to_date = true;
     int rc = b->up_to_date ? 0 : publish_outputs(b);
     if (rc == 0 && !b->up_to_date)
         rc = save_state(b, digest);
@@ -867,7 +1046,7 @@ static void run_build(build_ctx *b)
 
 void svc_build(op *o)
 {
-    build_ctx b = {.o = o, .root = project_root_dir(o->p)};
+    build_ctx b = {.o = o, .root = project_root_dir(o->p), .rootfd = -1};
     if (!parse_params(&b)) {
         pk_free(b.out_dir);
         return;
@@ -884,6 +1063,8 @@ void svc_build(op *o)
     items_free(&b);
     recipes_free(b.rs);
     cache_close(b.cache);
+    if (b.rootfd >= 0)
+        close(b.rootfd);
     snap_unref(b.cur);
     pk_free(b.out_dir);
     project_end_write(o->p);

@@ -1,24 +1,29 @@
 /*
- * cache.c - the build cache under .packer/cache/: content hashes of inputs
- * remembered by stat, and recipe outputs stored by cache key.
+ * cache.c - the build cache under .packer/cache/: what a build learned,
+ * so the next one stats instead of reading and reads instead of running.
  *
- *   stat-index      "<hash> <size> <mtime_ns> <ctime_ns> <ino> <path>" per
- *                   line: an input whose stat matches is not re-hashed
- *   objects/XX/KEY  one recipe output, KEY = XXH3-128 of recipe identity,
- *                   asset identity, manifest and input hashes:
- *                   "PKCACHE1" type(1) pad(7) u64 size, hash[16], payload
- *                   type 'B': payload is the blob; type 'R': the blob is an
- *                   input streamed as is, payload is its workspace path
+ *   stat-index     "<hash> <size> <mtime_ns> <ctime_ns> <ino> <path>" per
+ *                  input: an input whose stat matches is not re-hashed
+ *   objects-index  "<key> <type> <size> <hash> [<path>]" per recipe output
+ *   objects/XX/KEY a 'B' output: "PKCACHE1" type(1) pad(7) u64 size,
+ *                  hash[16], the blob. KEY = XXH3-128 of recipe identity,
+ *                  asset identity, manifest and input hashes. An 'R'
+ *                  output (an input streamed as is, the raw recipe) has no
+ *                  file: its index line names the input
+ *   assets-index   per asset, tab-separated: id, address, root, kind,
+ *                  recipe id, the manifest's stat, the cache key and the
+ *                  input paths: while all those stats and the recipe stay
+ *                  the same, the key is the same without reading anything
  *
- * Invariants: an object is trusted only after its recorded hash matches
- * its bytes (cache_verify); a mismatch is reported by the caller and the
- * entry rebuilt, never packed. The whole directory is safe to delete at
- * any time: it only ever saves work. Objects are written with a temp file
- * and a rename, so a reader never sees half an object.
+ * Invariants: nothing here is trusted blindly. A 'B' object is packed only
+ * after its bytes hash to the recorded hash (cache_verify; the pack writer
+ * checks again), an 'R' object only when its input still has the recorded
+ * hash. A stat that is too recent to tell a later same-tick edit apart
+ * ("racy", as git calls it) is not remembered. A damaged index line only
+ * costs work. The directory is safe to delete at any time.
  *
- * Threads: cache_stat_lookup/cache_get/cache_verify from any thread once
- * the index is loaded; cache_stat_put/cache_put from the build's workers
- * (puts to the index are guarded by its mutex); load/save from the lane.
+ * Threads: lookups and puts from any thread (one mutex guards the maps);
+ * cache_memo_put, cache_save, open and close from the lane only.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -35,80 +41,329 @@
 
 #define OBJ_MAGIC "PKCACHE1"
 #define OBJ_HEADER 40
+#define RACY_NS 100000000LL /* coarse file timestamps tick every few ms */
 
-typedef struct stat_entry {
-    char *path;
+/* ---- an arena: the indexes hold tens of thousands of small entries that
+ * live exactly as long as the cache; one free at close instead of each -- */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t used, cap;
+    max_align_t data[];
+} chunk;
+
+typedef struct {
+    chunk *head;
+} arena;
+
+static void *arena_alloc(arena *a, size_t n)
+{
+    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+    chunk *c = a->head;
+    if (!c || c->cap - c->used < n) {
+        size_t cap = n > (256u << 10) ? n : (256u << 10);
+        if (!(c = pk_malloc(sizeof *c + cap)))
+            return NULL;
+        c->used = 0;
+        c->cap = cap;
+        c->next = a->head;
+        a->head = c;
+    }
+    void *p = (char *)c->data + c->used;
+    c->used += n;
+    memset(p, 0, n);
+    return p;
+}
+
+static char *arena_strdup(arena *a, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = s ? arena_alloc(a, n) : NULL;
+    return p ? memcpy(p, s, n) : NULL;
+}
+
+static void arena_free(arena *a)
+{
+    for (chunk *c = a->head, *next; c; c = next) {
+        next = c->next;
+        pk_free(c);
+    }
+    a->head = NULL;
+}
+
+/* ---- a string-keyed chained hash map; entries embed a map_node ---------- */
+
+typedef struct map_node {
+    struct map_node *next;
+    char *key;
+    uint64_t h;
+    bool used; /* seen by this build: saved; unused entries drop out */
+} map_node;
+
+typedef struct {
+    map_node **b;
+    size_t nb, n;
+    bool dirty;
+} map;
+
+static map_node *map_find(const map *m, const char *key)
+{
+    if (!m->nb)
+        return NULL;
+    uint64_t h = hash64(key);
+    for (map_node *e = m->b[h & (m->nb - 1)]; e; e = e->next)
+        if (e->h == h && strcmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+/* Add e (its key set, not yet in m). */
+static int map_add(map *m, map_node *e)
+{
+    if (m->n + 1 > m->nb) {
+        size_t nb = m->nb ? m->nb * 2 : 1024;
+        map_node **b = pk_calloc(nb, sizeof *b);
+        if (!b)
+            return pk_err(PACKER_ENOMEM, "out of memory");
+        for (size_t i = 0; i < m->nb; i++)
+            for (map_node *x = m->b[i], *next; x; x = next) {
+                next = x->next;
+                x->next = b[x->h & (nb - 1)];
+                b[x->h & (nb - 1)] = x;
+            }
+        pk_free(m->b);
+        m->b = b;
+        m->nb = nb;
+    }
+    e->h = hash64(e->key);
+    e->next = m->b[e->h & (m->nb - 1)];
+    m->b[e->h & (m->nb - 1)] = e;
+    m->n++;
+    return 0;
+}
+
+/* The used entries, sorted by key (saved files are deterministic). */
+static int cmp_node(const void *a, const void *b)
+{
+    return strcmp((*(map_node *const *)a)->key, (*(map_node *const *)b)->key);
+}
+
+static map_node **map_used_sorted(const map *m, size_t *n)
+{
+    map_node **v = pk_malloc((m->n + 1) * sizeof *v);
+    *n = 0;
+    for (size_t i = 0; v && i < m->nb; i++)
+        for (map_node *e = m->b[i]; e; e = e->next)
+            if (e->used)
+                v[(*n)++] = e;
+    if (v)
+        qsort(v, *n, sizeof *v, cmp_node);
+    return v;
+}
+
+/* ---- entries ------------------------------------------------------------ */
+
+typedef struct {
+    map_node node; /* key: workspace-relative path */
     char hash[HASH_HEX_LEN + 1];
-    uint64_t size;
-    int64_t mtime_ns, ctime_ns;
-    uint64_t ino;
-    bool used;
-    struct stat_entry *next;
+    cache_stat st;
 } stat_entry;
 
+typedef struct {
+    map_node node; /* key: cache key */
+    char type;
+    uint64_t size;
+    unsigned char hash[16];
+    char *ref_path; /* 'R' */
+} obj_entry;
+
+typedef struct {
+    map_node node; /* key: asset id */
+    cache_memo m;
+} memo_entry;
+
 struct cache {
-    char *dir;     /* .packer/cache */
-    stat_entry **buckets;
-    size_t nbuckets, count;
+    char *dir; /* .packer/cache */
+    map stats, objs, memos;
+    arena mem; /* every entry and its strings; under mu once workers run */
     pthread_mutex_t mu;
     atomic_ulong tmp_counter;
 };
+
+/* A new entry for key, not yet in any map. */
+static map_node *entry_new(cache *c, const char *key, size_t size)
+{
+    map_node *e = arena_alloc(&c->mem, size);
+    if (e && !(e->key = arena_strdup(&c->mem, key)))
+        e = NULL;
+    return e;
+}
+
+/* Find or add the entry for key; *fresh tells which. Under c->mu. */
+static map_node *entry_for(cache *c, map *m, const char *key, size_t size, bool *fresh)
+{
+    map_node *e = map_find(m, key);
+    *fresh = !e;
+    if (!e && (e = entry_new(c, key, size)) && map_add(m, e) != 0)
+        e = NULL;
+    return e;
+}
+
+/* While loading, keys are unique (the files are written from maps), so
+ * there is no need to look before adding. */
+static map_node *entry_load(cache *c, map *m, const char *key, size_t size)
+{
+    map_node *e = entry_new(c, key, size);
+    return e && map_add(m, e) == 0 ? e : NULL;
+}
+
+/* ---- stat ------------------------------------------------------------------ */
 
 static int64_t ns_of(struct timespec ts)
 {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* ---- stat index ---------------------------------------------------------- */
-
-static stat_entry **bucket(cache *c, const char *path)
+void cache_stat_of(const struct stat *st, cache_stat *out)
 {
-    return &c->buckets[hash64(path) % c->nbuckets];
+    out->size = (uint64_t)st->st_size;
+    out->mtime_ns = ns_of(st->st_mtim);
+    out->ctime_ns = ns_of(st->st_ctim);
+    out->ino = (uint64_t)st->st_ino;
 }
 
-static int index_put(cache *c, const char *path, const char *hash, uint64_t size,
-                     int64_t mtime, int64_t ctime, uint64_t ino)
+bool cache_stat_same(const cache_stat *a, const cache_stat *b)
 {
-    stat_entry **b = bucket(c, path), *e;
-    for (e = *b; e; e = e->next)
-        if (strcmp(e->path, path) == 0)
+    return a->size == b->size && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           a->ino == b->ino;
+}
+
+bool cache_stat_racy(const cache_stat *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t t = ns_of(now);
+    return t - s->mtime_ns < RACY_NS || t - s->ctime_ns < RACY_NS;
+}
+
+/* ---- loading and saving the indexes ----------------------------------------- */
+
+/* Split line into at most max fields at sep; returns the count. */
+static size_t split(char *line, char sep, char **f, size_t max)
+{
+    size_t n = 0;
+    while (n < max) {
+        f[n++] = line;
+        char *p = strchr(line, sep);
+        if (!p)
             break;
-    if (!e) {
-        if (!(e = pk_calloc(1, sizeof *e)) || !(e->path = pk_strdup(path))) {
-            pk_free(e);
-            return pk_err(PACKER_ENOMEM, "out of memory");
-        }
-        e->next = *b;
-        *b = e;
-        c->count++;
+        *p = '\0';
+        line = p + 1;
     }
-    snprintf(e->hash, sizeof e->hash, "%s", hash);
-    e->size = size;
-    e->mtime_ns = mtime;
-    e->ctime_ns = ctime;
-    e->ino = ino;
-    e->used = true;
-    return 0;
+    return n;
 }
 
-static void index_parse(cache *c, char *text)
+static bool parse_u64(const char *s, uint64_t *out)
 {
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        char hash[HASH_HEX_LEN + 1];
-        unsigned long long size, ino;
-        long long mt, ct;
-        int off = 0;
-        if (sscanf(line, "%32s %llu %lld %lld %llu %n", hash, &size, &mt, &ct, &ino, &off) == 5 &&
-            off > 0 && strlen(hash) == HASH_HEX_LEN && line[off])
-            index_put(c, line + off, hash, size, mt, ct, ino);
-        /* a damaged line only costs a re-hash */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    *out = v;
+    return *s && !*end && errno == 0;
+}
+
+static bool parse_stat(char **f, cache_stat *st)
+{
+    uint64_t mt = 0, ct = 0;
+    bool ok = parse_u64(f[0], &st->size) && parse_u64(f[1], &mt) && parse_u64(f[2], &ct) &&
+              parse_u64(f[3], &st->ino);
+    st->mtime_ns = (int64_t)mt;
+    st->ctime_ns = (int64_t)ct;
+    return ok;
+}
+
+static void load_stat_line(cache *c, char *line)
+{
+    char *f[6];
+    cache_stat st;
+    if (split(line, ' ', f, 5) != 5 || strlen(f[0]) != HASH_HEX_LEN || !parse_stat(f + 1, &st))
+        return;
+    char *path = f[4] + strlen(f[4]) + 1; /* the rest of the line, spaces and all */
+    if (!*path)
+        return;
+    stat_entry *e = (stat_entry *)entry_load(c, &c->stats, path, sizeof *e);
+    if (e) {
+        memcpy(e->hash, f[0], HASH_HEX_LEN + 1);
+        e->st = st;
     }
-    for (size_t i = 0; i < c->nbuckets; i++)
-        for (stat_entry *e = c->buckets[i]; e; e = e->next)
-            e->used = false;
+}
+
+static void load_obj_line(cache *c, char *line)
+{
+    char *f[5];
+    size_t n = split(line, ' ', f, 5);
+    uint64_t size;
+    unsigned char h[16];
+    if (n < 4 || strlen(f[0]) != HASH_HEX_LEN || strlen(f[1]) != 1 ||
+        (f[1][0] != 'B' && f[1][0] != 'R') || (f[1][0] == 'R') != (n == 5) ||
+        !parse_u64(f[2], &size) || !hash_from_hex(f[3], h))
+        return;
+    obj_entry *e = (obj_entry *)entry_load(c, &c->objs, f[0], sizeof *e);
+    if (!e)
+        return;
+    e->type = f[1][0];
+    e->size = size;
+    memcpy(e->hash, h, 16);
+    e->ref_path = n == 5 ? arena_strdup(&c->mem, f[4]) : NULL;
+}
+
+/* Copy m's strings into the arena; false when out of memory. */
+static bool memo_copy(cache *c, cache_memo *dst, const cache_memo *m)
+{
+    *dst = *m;
+    dst->address = arena_strdup(&c->mem, m->address);
+    dst->root = arena_strdup(&c->mem, m->root);
+    dst->kind = arena_strdup(&c->mem, m->kind);
+    dst->inputs = arena_alloc(&c->mem, (m->ninputs + 1) * sizeof *dst->inputs);
+    bool ok = dst->address && dst->root && dst->kind && dst->inputs;
+    for (size_t i = 0; ok && i < m->ninputs; i++)
+        ok = (dst->inputs[i] = arena_strdup(&c->mem, m->inputs[i])) != NULL;
+    return ok;
+}
+
+static void load_memo_line(cache *c, char *line)
+{
+    char *f[64];
+    cache_memo m = {0};
+    uint64_t ninputs;
+    size_t n = split(line, '\t', f, 64);
+    if (n < 11 || strlen(f[4]) != HASH_HEX_LEN || strlen(f[9]) != HASH_HEX_LEN ||
+        !parse_stat(f + 5, &m.manifest) || !parse_u64(f[10], &ninputs) || n != 11 + ninputs)
+        return;
+    m.address = f[1];
+    m.root = f[2];
+    m.kind = f[3];
+    memcpy(m.recipe_id, f[4], HASH_HEX_LEN + 1);
+    memcpy(m.key, f[9], HASH_HEX_LEN + 1);
+    m.inputs = f + 11;
+    m.ninputs = (size_t)ninputs;
+    memo_entry *e = (memo_entry *)entry_load(c, &c->memos, f[0], sizeof *e);
+    if (e && !memo_copy(c, &e->m, &m))
+        e->m.ninputs = 0, e->m.kind = NULL; /* unusable: memo_key checks kind */
+}
+
+static void load_index(cache *c, const char *name, void (*line_fn)(cache *, char *))
+{
+    char *path = io_join(c->dir, name), *text = NULL;
+    if (path && io_read_file(path, &text, NULL) == 0)
+        for (char *line = text, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = '\0';
+            line_fn(c, line);
+        }
+    pk_free(text);
+    pk_free(path);
 }
 
 int cache_open(const char *root, bool fresh, cache **out)
@@ -118,20 +373,18 @@ int cache_open(const char *root, bool fresh, cache **out)
     if (!c)
         return pk_err(PACKER_ENOMEM, "out of memory");
     pthread_mutex_init(&c->mu, NULL);
-    c->nbuckets = 1 << 16;
     c->dir = io_join(root, ".packer/cache");
-    c->buckets = pk_calloc(c->nbuckets, sizeof *c->buckets);
     char *objs = c->dir ? io_join(c->dir, "objects") : NULL;
-    int rc = c->dir && c->buckets && objs ? io_mkdirs(objs) : pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = objs ? io_mkdirs(objs) : pk_err(PACKER_ENOMEM, "out of memory");
     pk_free(objs);
-    char *idx = rc == 0 ? io_join(c->dir, "stat-index") : NULL, *text = NULL;
-    if (rc == 0 && !fresh && idx && io_read_file(idx, &text, NULL) == 0)
-        index_parse(c, text);
-    pk_free(text);
-    pk_free(idx);
     if (rc) {
         cache_close(c);
         return rc;
+    }
+    if (!fresh) {
+        load_index(c, "stat-index", load_stat_line);
+        load_index(c, "objects-index", load_obj_line);
+        load_index(c, "assets-index", load_memo_line);
     }
     *out = c;
     return 0;
@@ -141,89 +394,199 @@ void cache_close(cache *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; c->buckets && i < c->nbuckets; i++)
-        for (stat_entry *e = c->buckets[i], *n; e; e = n) {
-            n = e->next;
-            pk_free(e->path);
-            pk_free(e);
-        }
-    pk_free(c->buckets);
+    pk_free(c->stats.b);
+    pk_free(c->objs.b);
+    pk_free(c->memos.b);
+    arena_free(&c->mem);
     pk_free(c->dir);
     pthread_mutex_destroy(&c->mu);
     pk_free(c);
 }
 
-int cache_hash_input(cache *c, const char *root, const char *path, char hash[HASH_HEX_LEN + 1],
-                     uint64_t *size)
+/* Growable text for an index file. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool failed;
+} text;
+
+static void text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void text_add(text *t, const char *fmt, ...)
 {
-    char *abs = io_join(root, path);
-    struct stat st;
-    if (!abs)
-        return pk_err(PACKER_ENOMEM, "out of memory");
-    if (stat(abs, &st) != 0) {
-        int rc = pk_err_errno("cannot stat", path);
-        pk_free(abs);
-        return rc;
+    for (int pass = 0; pass < 2 && !t->failed; pass++) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            t->failed = true;
+        } else if (t->s && (size_t)n < t->cap - t->len) {
+            t->len += (size_t)n;
+            return;
+        } else {
+            size_t cap = (t->len + (size_t)n + 1) * 2;
+            char *s = pk_realloc(t->s, cap < 4096 ? 4096 : cap);
+            t->failed = !s;
+            t->s = s ? s : t->s;
+            t->cap = s ? (cap < 4096 ? 4096 : cap) : t->cap;
+        }
     }
-    pthread_mutex_lock(&c->mu);
-    stat_entry *e;
-    for (e = *bucket(c, path); e; e = e->next)
-        if (strcmp(e->path, path) == 0)
-            break;
-    bool hit = e && e->size == (uint64_t)st.st_size && e->mtime_ns == ns_of(st.st_mtim) &&
-               e->ctime_ns == ns_of(st.st_ctim) && e->ino == (uint64_t)st.st_ino;
-    if (hit) {
-        memcpy(hash, e->hash, HASH_HEX_LEN + 1);
-        *size = e->size;
-        e->used = true;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (hit) {
-        pk_free(abs);
+}
+
+static void stat_line(text *t, const map_node *n)
+{
+    const stat_entry *e = (const stat_entry *)n;
+    text_add(t, "%s %llu %lld %lld %llu %s\n", e->hash, (unsigned long long)e->st.size,
+             (long long)e->st.mtime_ns, (long long)e->st.ctime_ns, (unsigned long long)e->st.ino,
+             n->key);
+}
+
+static void obj_line(text *t, const map_node *n)
+{
+    const obj_entry *e = (const obj_entry *)n;
+    char hex[HASH_HEX_LEN + 1];
+    hash_to_hex(e->hash, hex);
+    text_add(t, "%s %c %llu %s%s%s\n", n->key, e->type, (unsigned long long)e->size, hex,
+             e->ref_path ? " " : "", e->ref_path ? e->ref_path : "");
+}
+
+static void memo_line(text *t, const map_node *n)
+{
+    const cache_memo *m = &((const memo_entry *)n)->m;
+    text_add(t, "%s\t%s\t%s\t%s\t%s\t%llu\t%lld\t%lld\t%llu\t%s\t%zu", n->key, m->address, m->root,
+             m->kind, m->recipe_id, (unsigned long long)m->manifest.size,
+             (long long)m->manifest.mtime_ns, (long long)m->manifest.ctime_ns,
+             (unsigned long long)m->manifest.ino, m->key, m->ninputs);
+    for (size_t i = 0; i < m->ninputs; i++)
+        text_add(t, "\t%s", m->inputs[i]);
+    text_add(t, "\n");
+}
+
+static int save_index(cache *c, map *m, const char *name, void (*line_fn)(text *, const map_node *))
+{
+    if (!m->dirty)
         return 0;
-    }
-    int rc = hash_file(abs, hash, size);
-    pk_free(abs);
-    if (rc)
-        return rc;
-    pthread_mutex_lock(&c->mu);
-    rc = index_put(c, path, hash, *size, ns_of(st.st_mtim), ns_of(st.st_ctim), (uint64_t)st.st_ino);
-    pthread_mutex_unlock(&c->mu);
-    return rc;
-}
-
-static int cmp_entry(const void *a, const void *b)
-{
-    return strcmp((*(stat_entry *const *)a)->path, (*(stat_entry *const *)b)->path);
-}
-
-int cache_save_index(cache *c)
-{
-    stat_entry **v = pk_malloc((c->count ? c->count : 1) * sizeof *v);
-    if (!v)
-        return pk_err(PACKER_ENOMEM, "out of memory");
-    size_t n = 0, bytes = 0;
-    for (size_t i = 0; i < c->nbuckets; i++)
-        for (stat_entry *e = c->buckets[i]; e; e = e->next)
-            if (e->used) { /* inputs no longer used drop out */
-                v[n++] = e;
-                bytes += strlen(e->path) + 120;
-            }
-    qsort(v, n, sizeof *v, cmp_entry);
-    char *text = pk_malloc(bytes + 1), *p = text;
-    int rc = text ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        p += sprintf(p, "%s %llu %lld %lld %llu %s\n", v[i]->hash, (unsigned long long)v[i]->size,
-                     (long long)v[i]->mtime_ns, (long long)v[i]->ctime_ns,
-                     (unsigned long long)v[i]->ino, v[i]->path);
-    char *idx = rc == 0 ? io_join(c->dir, "stat-index") : NULL;
+    size_t n;
+    map_node **v = map_used_sorted(m, &n);
+    text t = {0};
+    for (size_t i = 0; v && i < n; i++)
+        line_fn(&t, v[i]);
+    char *path = io_join(c->dir, name);
+    int rc = v && path && !t.failed ? io_write_atomic(path, t.s ? t.s : "", t.len)
+                                    : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = idx ? io_write_atomic(idx, text, (size_t)(p - text))
-                 : pk_err(PACKER_ENOMEM, "out of memory");
-    pk_free(idx);
-    pk_free(text);
+        m->dirty = false;
+    pk_free(path);
+    pk_free(t.s);
     pk_free(v);
     return rc;
+}
+
+/* An index is rewritten when something was added, or something it holds
+ * went unused (it then drops out). */
+static void settle(map *m)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < m->nb; i++)
+        for (map_node *e = m->b[i]; e; e = e->next)
+            used += e->used;
+    if (used != m->n)
+        m->dirty = true;
+}
+
+int cache_save(cache *c)
+{
+    settle(&c->stats);
+    settle(&c->objs);
+    settle(&c->memos);
+    int rc = save_index(c, &c->stats, "stat-index", stat_line);
+    int rc2 = save_index(c, &c->objs, "objects-index", obj_line);
+    int rc3 = save_index(c, &c->memos, "assets-index", memo_line);
+    return rc ? rc : rc2 ? rc2 : rc3;
+}
+
+/* ---- input hashes ------------------------------------------------------- */
+
+bool cache_input_known(cache *c, const char *path, const cache_stat *st,
+                       char hash[HASH_HEX_LEN + 1])
+{
+    pthread_mutex_lock(&c->mu);
+    stat_entry *e = (stat_entry *)map_find(&c->stats, path);
+    bool hit = e && cache_stat_same(&e->st, st);
+    if (hit) {
+        memcpy(hash, e->hash, HASH_HEX_LEN + 1);
+        e->node.used = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return hit;
+}
+
+int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_LEN + 1],
+                     uint64_t *size)
+{
+    struct stat sb;
+    cache_stat st;
+    if (fstatat(rootfd, path, &sb, 0) != 0)
+        return pk_err_errno("cannot stat", path);
+    cache_stat_of(&sb, &st);
+    *size = st.size;
+    if (cache_input_known(c, path, &st, hash))
+        return 0;
+    int fd = openat(rootfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return pk_err_errno("cannot open", path);
+    int rc = hash_fd(fd, path, hash, size);
+    close(fd);
+    if (rc || cache_stat_racy(&st) || *size != st.size)
+        return rc;
+    bool fresh;
+    pthread_mutex_lock(&c->mu);
+    stat_entry *e = (stat_entry *)entry_for(c, &c->stats, path, sizeof *e, &fresh);
+    if (e) {
+        memcpy(e->hash, hash, HASH_HEX_LEN + 1);
+        e->st = st;
+        e->node.used = true;
+        c->stats.dirty = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return e ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+}
+
+/* ---- asset memos -------------------------------------------------------- */
+
+const cache_memo *cache_memo_get(cache *c, const char *asset_id)
+{
+    pthread_mutex_lock(&c->mu);
+    memo_entry *e = (memo_entry *)map_find(&c->memos, asset_id);
+    if (e)
+        e->node.used = true;
+    pthread_mutex_unlock(&c->mu);
+    return e ? &e->m : NULL;
+}
+
+static bool plain(const char *s)
+{
+    return s && !strpbrk(s, "\t\n");
+}
+
+int cache_memo_put(cache *c, const char *asset_id, const cache_memo *m)
+{
+    bool ok = plain(asset_id) && plain(m->address) && plain(m->root) && plain(m->kind);
+    for (size_t i = 0; ok && i < m->ninputs; i++)
+        ok = plain(m->inputs[i]);
+    if (!ok || m->ninputs > 50)
+        return 0; /* not representable: that asset simply takes the long way */
+    bool fresh;
+    pthread_mutex_lock(&c->mu);
+    memo_entry *e = (memo_entry *)entry_for(c, &c->memos, asset_id, sizeof *e, &fresh);
+    ok = e && memo_copy(c, &e->m, m);
+    if (e) {
+        e->node.used = ok; /* a memo that failed to copy is dropped at save */
+        c->memos.dirty = true;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return ok ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
 
 /* ---- objects ---------------------------------------------------------- */
@@ -247,27 +610,77 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-int cache_put(cache *c, const char *key, char type, const void *payload, size_t len,
-              uint64_t size, const unsigned char hash[16])
+/* Record an object in the index (under c->mu). */
+static int remember(cache *c, const char *key, const cache_obj *o)
+{
+    bool fresh;
+    obj_entry *e = (obj_entry *)entry_for(c, &c->objs, key, sizeof *e, &fresh);
+    if (!e)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    e->type = o->type;
+    e->size = o->size;
+    memcpy(e->hash, o->hash, 16);
+    e->ref_path = o->ref_path ? arena_strdup(&c->mem, o->ref_path) : NULL;
+    e->node.used = true;
+    c->objs.dirty = true;
+    return o->ref_path && !e->ref_path ? pk_err(PACKER_ENOMEM, "out of memory") : 0;
+}
+
+static int fill_obj(cache *c, const char *key, char type, uint64_t size,
+                    const unsigned char hash[16], const char *ref, cache_obj *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = type;
+    out->size = size;
+    memcpy(out->hash, hash, 16);
+    if (type == 'R') {
+        out->ref_path = pk_strdup(ref);
+        return out->ref_path ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    out->blob_path = object_path(c, key);
+    out->offset = OBJ_HEADER;
+    return out->blob_path ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+}
+
+/* Create tmp in objects/XX, making the directory the first time. */
+static int create_tmp(const char *tmp)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        char *dir = pk_strndup(tmp, (size_t)(strrchr(tmp, '/') - tmp));
+        int rc = dir ? io_mkdirs(dir) : pk_err(PACKER_ENOMEM, "out of memory");
+        pk_free(dir);
+        if (rc == 0)
+            fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
+    return fd;
+}
+
+static int write_object(cache *c, const char *key, const void *blob, size_t len,
+                        const unsigned char hash[16])
 {
     char *path = object_path(c, key);
-    char *dir = path ? pk_strndup(path, strrchr(path, '/') - path) : NULL;
     char *tmp = path ? pk_asprintf("%s.tmp-%ld-%lu", path, (long)getpid(),
                                    atomic_fetch_add(&c->tmp_counter, 1))
                      : NULL;
+    if (!path || !tmp) {
+        pk_free(path);
+        pk_free(tmp);
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    }
     unsigned char head[OBJ_HEADER] = {0};
-    int rc = path && dir && tmp ? io_mkdirs(dir) : pk_err(PACKER_ENOMEM, "out of memory");
     memcpy(head, OBJ_MAGIC, 8);
-    head[8] = (unsigned char)type;
-    put_u64(head + 16, size);
+    head[8] = 'B';
+    put_u64(head + 16, len);
     memcpy(head + 24, hash, 16);
-    FILE *f = rc == 0 ? fopen(tmp, "wb") : NULL;
-    if (rc == 0 && !f)
+    int rc = 0, fd = create_tmp(tmp);
+    if (fd < 0) {
         rc = pk_err_errno("cannot create", tmp);
-    if (f) {
-        bool ok = fwrite(head, 1, sizeof head, f) == sizeof head &&
-                  fwrite(payload, 1, len, f) == len;
-        if (fclose(f) != 0 || !ok)
+    } else {
+        /* no fsync: a lost or torn object fails its hash and is rebuilt */
+        bool ok =
+            io_write_all(fd, head, sizeof head, tmp) == 0 && io_write_all(fd, blob, len, tmp) == 0;
+        if (close(fd) != 0 || !ok)
             rc = pk_err_errno("cannot write", tmp);
         if (rc == 0 && rename(tmp, path) != 0)
             rc = pk_err_errno("cannot rename", path);
@@ -275,55 +688,76 @@ int cache_put(cache *c, const char *key, char type, const void *payload, size_t 
             unlink(tmp);
     }
     pk_free(path);
-    pk_free(dir);
     pk_free(tmp);
+    return rc;
+}
+
+int cache_put(cache *c, const char *key, char type, const void *payload, size_t len, uint64_t size,
+              const unsigned char hash[16], cache_obj *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = type == 'B' ? write_object(c, key, payload, len, hash) : 0;
+    char *ref = type == 'R' ? pk_strndup(payload, len) : NULL;
+    if (rc == 0 && type == 'R' && !ref)
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = fill_obj(c, key, type, size, hash, ref, out);
+    if (rc == 0) {
+        pthread_mutex_lock(&c->mu);
+        rc = remember(c, key, out);
+        pthread_mutex_unlock(&c->mu);
+    }
+    pk_free(ref);
+    return rc;
+}
+
+/* An object the index does not know: read its file's header. */
+static int read_object_header(cache *c, const char *key, cache_obj *out)
+{
+    char *path = object_path(c, key);
+    if (!path)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    pk_free(path);
+    if (fd < 0)
+        return PACKER_ENOTFOUND;
+    unsigned char head[OBJ_HEADER];
+    struct stat st;
+    int rc = 0;
+    if (read(fd, head, sizeof head) != (ssize_t)sizeof head || memcmp(head, OBJ_MAGIC, 8) != 0 ||
+        head[8] != 'B' || fstat(fd, &st) != 0 ||
+        (uint64_t)st.st_size - OBJ_HEADER != get_u64(head + 16))
+        rc = pk_err(PACKER_EPARSE, ".packer/cache/objects/%.2s/%s: damaged cache entry", key, key);
+    close(fd);
+    if (rc == 0)
+        rc = fill_obj(c, key, 'B', get_u64(head + 16), head + 24, NULL, out);
+    if (rc == 0) {
+        pthread_mutex_lock(&c->mu);
+        rc = remember(c, key, out);
+        pthread_mutex_unlock(&c->mu);
+    }
     return rc;
 }
 
 int cache_get(cache *c, const char *key, cache_obj *out)
 {
     memset(out, 0, sizeof *out);
-    char *path = object_path(c, key);
-    if (!path)
-        return pk_err(PACKER_ENOMEM, "out of memory");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        pk_free(path);
-        return PACKER_ENOTFOUND;
+    pthread_mutex_lock(&c->mu);
+    obj_entry *e = (obj_entry *)map_find(&c->objs, key);
+    char type = e ? e->type : 0;
+    uint64_t size = e ? e->size : 0;
+    unsigned char hash[16];
+    char *ref = e && e->ref_path ? pk_strdup(e->ref_path) : NULL;
+    if (e) {
+        memcpy(hash, e->hash, 16);
+        e->node.used = true;
     }
-    unsigned char head[OBJ_HEADER];
-    struct stat st;
-    int rc = 0;
-    if (read(fd, head, sizeof head) != (ssize_t)sizeof head || memcmp(head, OBJ_MAGIC, 8) != 0 ||
-        (head[8] != 'B' && head[8] != 'R') || fstat(fd, &st) != 0)
-        rc = PACKER_EPARSE;
-    if (rc == 0) {
-        out->type = (char)head[8];
-        out->size = get_u64(head + 16);
-        memcpy(out->hash, head + 24, 16);
-        uint64_t payload = (uint64_t)st.st_size - OBJ_HEADER;
-        if (out->type == 'B' && payload != out->size)
-            rc = PACKER_EPARSE; /* truncated or padded */
-        else if (out->type == 'R' && (payload == 0 || payload > 4096))
-            rc = PACKER_EPARSE;
-    }
-    if (rc == 0 && out->type == 'R') {
-        char buf[4097];
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        if (n <= 0)
-            rc = PACKER_EPARSE;
-        else
-            buf[n] = '\0', out->ref_path = pk_strdup(buf);
-    }
-    close(fd);
-    if (rc == 0 && out->type == 'B') {
-        out->blob_path = path;
-        out->offset = OBJ_HEADER;
-        path = NULL;
-    }
-    pk_free(path);
-    if (rc)
-        pk_err(rc, ".packer/cache/objects/%.2s/%s: damaged cache entry", key, key);
+    pthread_mutex_unlock(&c->mu);
+    if (!e)
+        return read_object_header(c, key, out);
+    int rc = type == 'R' && !ref ? pk_err(PACKER_ENOMEM, "out of memory")
+                                 : fill_obj(c, key, type, size, hash, ref, out);
+    pk_free(ref);
     return rc;
 }
 
@@ -338,32 +772,17 @@ int cache_verify(const cache_obj *o)
 {
     int fd = open(o->blob_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return pk_err_errno("cannot open", o->blob_path);
-    XXH3_state_t *st = XXH3_createState();
-    static _Thread_local unsigned char buf[1 << 16];
-    uint64_t left = o->size;
-    int rc = st ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
-    if (rc == 0) {
-        XXH3_128bits_reset(st);
-        if (lseek(fd, (off_t)o->offset, SEEK_SET) < 0)
-            rc = PACKER_EIO;
-    }
-    while (rc == 0 && left > 0) {
-        ssize_t n = read(fd, buf, left < sizeof buf ? left : sizeof buf);
-        if (n <= 0) {
-            rc = PACKER_EPARSE;
-            break;
-        }
-        XXH3_128bits_update(st, buf, (size_t)n);
-        left -= (uint64_t)n;
-    }
-    if (rc == 0) {
-        XXH128_canonical_t cn;
-        XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(st));
-        if (memcmp(cn.digest, o->hash, 16) != 0)
-            rc = PACKER_EPARSE;
-    }
-    XXH3_freeState(st);
+        return errno == ENOENT ? PACKER_ENOTFOUND : pk_err_errno("cannot open", o->blob_path);
+    struct stat st;
+    char hex[HASH_HEX_LEN + 1], want[HASH_HEX_LEN + 1];
+    uint64_t size = 0;
+    int rc = fstat(fd, &st) != 0 || (uint64_t)st.st_size != o->offset + o->size ||
+                     lseek(fd, (off_t)o->offset, SEEK_SET) < 0
+                 ? PACKER_EPARSE
+                 : hash_fd(fd, o->blob_path, hex, &size);
     close(fd);
+    hash_to_hex(o->hash, want);
+    if (rc == 0 && (size != o->size || strcmp(hex, want) != 0))
+        rc = PACKER_EPARSE;
     return rc;
 }

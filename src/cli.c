@@ -30,7 +30,7 @@ typedef struct {
     bool json;
     const char *events;
     FILE *events_fp;
-    bool progress; /* stderr is a TTY and not --json */
+    bool progress;   /* stderr is a TTY and not --json */
     char phase[128]; /* progress bar: the current phase and its start */
     double phase_start;
     packer_bus *bus;
@@ -790,7 +790,9 @@ int main(int argc, char **argv)
         return EXIT_FAILURE_IO;
     }
     c.progress = !c.json && isatty(STDERR_FILENO);
-    if (packer_bus_new(&c.bus) != 0 || packer_bus_subscribe(c.bus, on_event, &c, NULL) != 0) {
+    /* no one to show events to: no bus, and the runtime composes none */
+    if ((c.events_fp || c.progress) &&
+        (packer_bus_new(&c.bus) != 0 || packer_bus_subscribe(c.bus, on_event, &c, NULL) != 0)) {
         fprintf(stderr, "packer: %s\n", packer_last_error());
         return EXIT_FAILURE_IO;
     }

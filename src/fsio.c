@@ -73,8 +73,26 @@ int io_read_file(const char *path, char **out, size_t *len)
     return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len, const char *path)
+int io_read_full(int fd, void *data, size_t len, const char *path)
 {
+    char *buf = data;
+    while (len > 0) {
+        ssize_t r = read(fd, buf, len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return pk_err_errno("cannot read", path);
+        if (r == 0)
+            return pk_err(PACKER_EIO, "%s: file ended early", path);
+        buf += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int io_write_all(int fd, const void *data, size_t len, const char *path)
+{
+    const char *buf = data;
     while (len > 0) {
         if (pk_fault_hit(FAULT_WRITE)) {
             errno = EIO;
@@ -160,7 +178,7 @@ int io_out_begin(const char *path, io_out **out)
 
 int io_out_write(io_out *o, const void *buf, size_t len)
 {
-    return write_all(o->fd, buf, len, o->path);
+    return io_write_all(o->fd, buf, len, o->path);
 }
 
 void io_out_abort(io_out *o)

@@ -44,11 +44,16 @@ int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return pk_err_errno("cannot open", path);
+    int rc = hash_fd(fd, path, out, size);
+    close(fd);
+    return rc;
+}
+
+int hash_fd(int fd, const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size)
+{
     XXH3_state_t *st = XXH3_createState();
-    if (!st) {
-        close(fd);
+    if (!st)
         return pk_err(PACKER_ENOMEM, "out of memory");
-    }
     XXH3_128bits_reset(st);
     static _Thread_local unsigned char buf[1 << 16];
     uint64_t total = 0;
@@ -72,7 +77,6 @@ int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size)
             *size = total;
     }
     XXH3_freeState(st);
-    close(fd);
     return rc;
 }
 

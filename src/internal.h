@@ -57,6 +57,10 @@ int io_read_file(const char *path, char **out, size_t *len);
 /* Durably replace `path` with buf: temp file in the same directory, write,
  * fsync, rename over path, fsync the directory. Old or new, never a mix. */
 int io_write_atomic(const char *path, const void *buf, size_t len);
+/* read(2)/write(2) exactly len bytes (EINTR retried; a read that ends
+ * early is an error); path only names the file in errors. */
+int io_read_full(int fd, void *buf, size_t len, const char *path);
+int io_write_all(int fd, const void *buf, size_t len, const char *path);
 /* The same durable write, streamed: begin creates the temp file next to
  * path, write appends (may be called many times), commit fsyncs, renames
  * over path, fsyncs the directory and frees o (also on failure, when the
@@ -105,8 +109,10 @@ const char *json_get_str(const cJSON *obj, const char *key);
 #define HASH_HEX_LEN 32
 /* XXH3-128 of a buffer as 32 lowercase hex digits + NUL. */
 void hash_hex(const void *buf, size_t len, char out[HASH_HEX_LEN + 1]);
-/* Stream a file through XXH3-128. */
+/* Stream a file (or an open fd, from its current offset) through XXH3-128;
+ * path only names it in errors. */
 int hash_file(const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size);
+int hash_fd(int fd, const char *path, char out[HASH_HEX_LEN + 1], uint64_t *size);
 /* 16 canonical bytes <-> 32 hex digits. hash_from_hex: false if malformed. */
 void hash_to_hex(const unsigned char bin[16], char out[HASH_HEX_LEN + 1]);
 bool hash_from_hex(const char *hex, unsigned char bin[16]);
@@ -329,14 +335,20 @@ typedef struct sandbox sandbox;
 int sandbox_new(size_t mem_cap, sandbox **out);
 void sandbox_free(sandbox *sb);
 struct lua_State *sandbox_state(sandbox *sb);
-/* Load a text chunk (binary refused) onto the stack; message into err. */
+/* Load a text chunk (binary refused) onto the stack, with a fresh
+ * globals table of its own; message into err. */
 int sandbox_load(sandbox *sb, const char *src, size_t len, const char *chunkname, char *err,
                  size_t errlen);
+/* The function on top of the stack as bytecode (kept there); *out is the
+ * caller's to pk_free. Loading it back with sandbox_load_dump (fresh
+ * globals too) skips the parse, for chunks the runtime itself compiled
+ * with sandbox_load and runs many times; never for bytes from outside. */
+int sandbox_dump(sandbox *sb, char **out, size_t *len);
+int sandbox_load_dump(sandbox *sb, const char *bc, size_t len, const char *chunkname);
 /* lua_pcall under the budget; on failure the stack is emptied and err says
  * why ("instruction budget exceeded", "memory cap exceeded", or the error
  * with its chunk:line position). */
-int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err,
-                 size_t errlen);
+int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err, size_t errlen);
 void sandbox_push_json(struct lua_State *L, const cJSON *j);
 
 /* ---- recipes.c: build recipes ------------------------------------------ */
@@ -377,6 +389,7 @@ int runner_run(recipe_runner *rr, const build_item *it, recipe_output *out, char
 
 /* ---- cache.c: input hashes by stat, recipe outputs by key -------------- */
 
+struct stat;
 typedef struct cache cache;
 
 typedef struct {
@@ -388,20 +401,54 @@ typedef struct {
     unsigned char hash[16]; /* XXH3-128 canonical of the blob */
 } cache_obj;
 
-/* fresh: ignore the stat index (a --clean build re-hashes everything). */
+/* What a stat says about a file, as the cache compares it. */
+typedef struct {
+    uint64_t size, ino;
+    int64_t mtime_ns, ctime_ns;
+} cache_stat;
+
+void cache_stat_of(const struct stat *st, cache_stat *out);
+bool cache_stat_same(const cache_stat *a, const cache_stat *b);
+/* Changed too recently to trust: an edit in the same timestamp tick would
+ * leave the stat as it is. Such stats are never remembered. */
+bool cache_stat_racy(const cache_stat *s);
+
+/* What one asset's last successful build depended on (assets-index). */
+typedef struct {
+    char *address, *root, *kind;
+    char recipe_id[HASH_HEX_LEN + 1], key[HASH_HEX_LEN + 1];
+    cache_stat manifest;
+    char **inputs; /* workspace-relative paths, declared order */
+    size_t ninputs;
+} cache_memo;
+
+/* fresh: start empty, ignoring every index (a --clean build). */
 int cache_open(const char *root, bool fresh, cache **out);
 void cache_close(cache *c);
-/* Content hash of workspace file `path`, from the stat index when its
- * size, mtime, ctime and inode match, else by reading it. Any thread. */
-int cache_hash_input(cache *c, const char *root, const char *path, char hash[HASH_HEX_LEN + 1],
+/* Write the indexes that changed (entries this build did not use drop
+ * out). Lane. */
+int cache_save(cache *c);
+/* The remembered hash of input path if st matches what was remembered. */
+bool cache_input_known(cache *c, const char *path, const cache_stat *st,
+                       char hash[HASH_HEX_LEN + 1]);
+/* Content hash of workspace file `path` (relative to rootfd), from the
+ * stat index when its stat matches, else by reading it. Any thread. */
+int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_LEN + 1],
                      uint64_t *size);
-int cache_save_index(cache *c);
-int cache_put(cache *c, const char *key, char type, const void *payload, size_t len,
-              uint64_t size, const unsigned char hash[16]);
-/* PACKER_ENOTFOUND when absent, PACKER_EPARSE when damaged. */
+/* The memo of asset_id, valid until cache_close; NULL when none. */
+const cache_memo *cache_memo_get(cache *c, const char *asset_id);
+/* Remember m (copied) for asset_id. Lane, while no worker runs. */
+int cache_memo_put(cache *c, const char *asset_id, const cache_memo *m);
+/* Store an output: 'B' payload is the blob, 'R' payload the input's path.
+ * *out describes the stored object (cache_obj_clear it). */
+int cache_put(cache *c, const char *key, char type, const void *payload, size_t len, uint64_t size,
+              const unsigned char hash[16], cache_obj *out);
+/* PACKER_ENOTFOUND when absent, PACKER_EPARSE when damaged. A hit is not
+ * yet verified: cache_verify a 'B' object before using its bytes. */
 int cache_get(cache *c, const char *key, cache_obj *out);
 void cache_obj_clear(cache_obj *o);
-/* Re-hash a 'B' object's bytes against its recorded hash. */
+/* Re-hash a 'B' object's bytes against its recorded hash: 0, PACKER_EPARSE
+ * (damaged), or PACKER_ENOTFOUND (its file is gone). */
 int cache_verify(const cache_obj *o);
 
 /* ---- pack.c: the pack writer (docs/pack-format.md) -------------------- */
@@ -478,6 +525,9 @@ struct op {
 void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected,
              cJSON *extra_key_vals);
 void op_progress(op *o, uint64_t done, uint64_t total, const char *summary);
+/* Whether anyone can see o's events (the project has a bus): lets a
+ * service skip composing events nobody receives. */
+bool op_observed(const op *o);
 
 /* Project internals used by the service files. */
 snap *project_snapshot(packer_project *p);

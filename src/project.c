@@ -141,6 +141,11 @@ void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected
     bus_publish(p->bus, ev);
 }
 
+bool op_observed(const op *o)
+{
+    return o->p->bus != NULL;
+}
+
 void op_progress(op *o, uint64_t done, uint64_t total, const char *summary)
 {
     if (!o->p->bus)

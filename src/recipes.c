@@ -48,6 +48,8 @@ typedef struct {
     char *origin; /* "builtin" or recipes/<kind>.lua */
     char id[HASH_HEX_LEN + 1];
     char *version;
+    char *bytecode; /* compiled once by describe(), loaded fresh per run */
+    size_t bclen;
     char *error; /* the file does not load or has the wrong shape */
 } recipe;
 
@@ -103,12 +105,15 @@ static void describe(recipe *r, sandbox *sb)
     char err[512], chunk[300];
     snprintf(chunk, sizeof chunk, "@%s", r->origin);
     int rc = sandbox_load(sb, r->source, r->len, chunk, err, sizeof err);
+    if (rc == 0 && sandbox_dump(sb, &r->bytecode, &r->bclen) != 0)
+        snprintf(err, sizeof err, "%s", packer_last_error()), rc = PACKER_ENOMEM;
     if (rc == 0)
         rc = sandbox_call(sb, 0, 1, RECIPE_BUDGET, err, sizeof err);
     if (rc == 0) {
         if (!lua_istable(L, -1))
             snprintf(err, sizeof err, "%s: must return a table {version = ..., build = ...}",
-                     r->origin), rc = PACKER_EPARSE;
+                     r->origin),
+                rc = PACKER_EPARSE;
         else if (lua_getfield(L, -1, "build") != LUA_TFUNCTION)
             snprintf(err, sizeof err, "%s: \"build\" must be a function", r->origin),
                 rc = PACKER_EPARSE;
@@ -197,6 +202,7 @@ void recipes_free(recipe_set *rs)
         pk_free(rs->v[i].source);
         pk_free(rs->v[i].origin);
         pk_free(rs->v[i].version);
+        pk_free(rs->v[i].bytecode);
         pk_free(rs->v[i].error);
     }
     pk_free(rs->v);
@@ -331,14 +337,17 @@ void runner_free(recipe_runner *rr)
     pk_free(rr);
 }
 
-/* The recipe's build function on the stack (loaded fresh per run, so one
- * asset's recipe cannot leave state behind for the next). */
+/* The recipe's build function on the stack (its chunk loaded fresh per
+ * run, from the bytecode describe() kept, with fresh globals: one asset's
+ * run cannot leave state behind for the next). */
 static int push_build_fn(recipe_runner *rr, const recipe *r, char *err, size_t errlen)
 {
     lua_State *L = sandbox_state(rr->sb);
     char chunk[300];
     snprintf(chunk, sizeof chunk, "@%s", r->origin);
-    int rc = sandbox_load(rr->sb, r->source, r->len, chunk, err, errlen);
+    int rc = sandbox_load_dump(rr->sb, r->bytecode, r->bclen, chunk);
+    if (rc)
+        snprintf(err, errlen, "%s", packer_last_error());
     if (rc == 0)
         rc = sandbox_call(rr->sb, 0, 1, RECIPE_BUDGET, err, errlen);
     if (rc == 0 && (!lua_istable(L, -1) || lua_getfield(L, -1, "build") != LUA_TFUNCTION)) {

@@ -7,15 +7,21 @@
  *   - Libraries: base (without dofile, loadfile, require, collectgarbage,
  *     print), string, table, math (without random), utf8. No io, os,
  *     debug, package. `load` accepts text chunks only and runs them in the
- *     sandbox's own environment.
+ *     loading chunk's environment.
+ *   - Isolation: every chunk loaded gets a fresh globals table that reads
+ *     through to the libraries, and the library tables are read-only
+ *     proxies (rawset refuses them, their metatables are hidden). One
+ *     state serves many runs, so without this a script could change
+ *     `string.format` for every later script on the same worker, and the
+ *     output would depend on how work was spread over threads.
  *   - Memory: the state's allocator refuses to grow past the cap, so a
  *     script that allocates without bound gets a memory error (a script
  *     may catch it and go on, still under the cap).
  *   - Time: a count hook raises an error once the budget is spent, and
  *     then at every later instruction, so a script cannot pcall its way
  *     past the limit. (A single long C call, such as a pathological
- *     string pattern, runs to its end: hooks fire between instructions.) sandbox_call reports "instruction budget exceeded"
- *     or "memory cap exceeded" whatever the script did with the error.
+ *     string pattern, runs to its end: hooks fire between instructions.) sandbox_call reports
+ * "instruction budget exceeded" or "memory cap exceeded" whatever the script did with the error.
  *
  * Threads: a sandbox belongs to one thread at a time.
  */
@@ -77,6 +83,86 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     }
 }
 
+#define FROZEN_MT "packer.frozen"
+#define ENV_MT "packer.env"
+#define CURRENT_ENV "packer.current_env"
+
+static int frozen_newindex(lua_State *L)
+{
+    return luaL_error(L, "the sandbox's libraries are read-only (assigning to \"%s\")",
+                      luaL_tolstring(L, 2, NULL));
+}
+
+static int frozen_pairs(lua_State *L)
+{
+    lua_getglobal(L, "next");
+    luaL_getmetafield(L, 1, "__index");
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Replace the table on top of the stack by a read-only proxy of it. */
+static void freeze_top(lua_State *L)
+{
+    lua_newtable(L);
+    lua_createtable(L, 0, 5);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, frozen_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, frozen_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, FROZEN_MT);
+    lua_setmetatable(L, -2);
+    lua_remove(L, -2);
+}
+
+static bool is_frozen(lua_State *L, int idx)
+{
+    bool frozen = false;
+    if (lua_getmetatable(L, idx)) {
+        frozen = lua_getfield(L, -1, FROZEN_MT) != LUA_TNIL;
+        lua_pop(L, 2);
+    }
+    return frozen;
+}
+
+static int safe_rawset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    if (is_frozen(L, 1))
+        return luaL_error(L, "the sandbox's libraries are read-only");
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* Push a fresh globals table reading through to the libraries, and make
+ * it the one `load` gives chunks that name no environment. */
+static void push_fresh_env(lua_State *L)
+{
+    lua_newtable(L);
+    luaL_getmetatable(L, ENV_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CURRENT_ENV);
+}
+
+/* Give the function on top of the stack a fresh environment. */
+static void set_fresh_env(lua_State *L)
+{
+    push_fresh_env(L);
+    if (!lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
+}
+
 /* load(chunk [, name [, mode [, env]]]) restricted to text chunks. */
 static int safe_load(lua_State *L)
 {
@@ -91,11 +177,10 @@ static int safe_load(lua_State *L)
         lua_insert(L, -2);
         return 2;
     }
-    if (has_env) {
+    if (has_env)
         lua_pushvalue(L, 4);
-    } else {
-        lua_pushglobaltable(L);
-    }
+    else
+        lua_getfield(L, LUA_REGISTRYINDEX, CURRENT_ENV);
     if (!lua_setupvalue(L, -2, 1))
         lua_pop(L, 1);
     return 1;
@@ -122,8 +207,8 @@ static void remove_fields(lua_State *L, const char *table, const char *const *na
 
 int sandbox_new(size_t mem_cap, sandbox **out)
 {
-    static const char *const base_drop[] = {"dofile", "loadfile", "require", "collectgarbage",
-                                            "print", NULL};
+    static const char *const base_drop[] = {"dofile",         "loadfile", "require",
+                                            "collectgarbage", "print",    NULL};
     static const char *const math_drop[] = {"random", "randomseed", NULL};
     *out = NULL;
     sandbox *sb = pk_calloc(1, sizeof *sb);
@@ -141,10 +226,32 @@ int sandbox_new(size_t mem_cap, sandbox **out)
     open_lib(L, LUA_TABLIBNAME, luaopen_table);
     open_lib(L, LUA_MATHLIBNAME, luaopen_math);
     open_lib(L, LUA_UTF8LIBNAME, luaopen_utf8);
+    static const char *const libs[] = {LUA_STRLIBNAME, LUA_TABLIBNAME, LUA_MATHLIBNAME,
+                                       LUA_UTF8LIBNAME, NULL};
     remove_fields(L, NULL, base_drop);
     remove_fields(L, LUA_MATHLIBNAME, math_drop);
     lua_pushcfunction(L, safe_load);
     lua_setglobal(L, "load");
+    lua_pushcfunction(L, safe_rawset);
+    lua_setglobal(L, "rawset");
+    lua_pushnil(L);
+    lua_setglobal(L, "_G"); /* each chunk's env names itself _G */
+    for (const char *const *lib = libs; *lib; lib++) {
+        lua_getglobal(L, *lib);
+        freeze_top(L);
+        lua_setglobal(L, *lib);
+    }
+    lua_pushliteral(L, ""); /* hide the string metatable ("":rep still works) */
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
+    luaL_newmetatable(L, ENV_MT);
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
     *out = sb;
     return 0;
 }
@@ -165,15 +272,62 @@ lua_State *sandbox_state(sandbox *sb)
 int sandbox_load(sandbox *sb, const char *src, size_t len, const char *chunkname, char *err,
                  size_t errlen)
 {
-    if (luaL_loadbufferx(sb->L, src, len, chunkname, "t") == LUA_OK)
+    if (luaL_loadbufferx(sb->L, src, len, chunkname, "t") == LUA_OK) {
+        set_fresh_env(sb->L);
         return 0;
+    }
     snprintf(err, errlen, "%s", lua_tostring(sb->L, -1));
     lua_pop(sb->L, 1);
     return PACKER_EPARSE;
 }
 
-int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err,
-                 size_t errlen)
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} dump_buf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    (void)L;
+    dump_buf *d = ud;
+    if (d->len + sz > d->cap) {
+        size_t cap = (d->len + sz) * 2;
+        char *nb = pk_realloc(d->buf, cap);
+        if (!nb)
+            return 1;
+        d->buf = nb;
+        d->cap = cap;
+    }
+    memcpy(d->buf + d->len, p, sz);
+    d->len += sz;
+    return 0;
+}
+
+int sandbox_dump(sandbox *sb, char **out, size_t *len)
+{
+    dump_buf d = {0};
+    *out = NULL;
+    if (lua_dump(sb->L, dump_writer, &d, 0) != 0 || !d.buf) {
+        pk_free(d.buf);
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    *out = d.buf;
+    *len = d.len;
+    return 0;
+}
+
+int sandbox_load_dump(sandbox *sb, const char *bc, size_t len, const char *chunkname)
+{
+    if (luaL_loadbufferx(sb->L, bc, len, chunkname, "b") != LUA_OK) {
+        int rc = pk_err(PACKER_EPARSE, "%s: %s", chunkname, lua_tostring(sb->L, -1));
+        lua_pop(sb->L, 1);
+        return rc;
+    }
+    set_fresh_env(sb->L);
+    return 0;
+}
+
+int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *err, size_t errlen)
 {
     lua_State *L = sb->L;
     sb->budget = instructions / HOOK_EVERY + 1;
@@ -192,7 +346,8 @@ int sandbox_call(sandbox *sb, int nargs, int nresults, long instructions, char *
         snprintf(err, errlen, "memory cap exceeded (%zu bytes)", sb->cap);
     else
         snprintf(err, errlen, "%s",
-                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error object is not a string");
+                 lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                : "error object is not a string");
     lua_settop(L, 0);
     lua_gc(L, LUA_GCCOLLECT);
     return PACKER_EREFUSED;
@@ -232,4 +387,3 @@ void sandbox_push_json(lua_State *L, const cJSON *j)
         lua_pushnil(L);
     }
 }
-
