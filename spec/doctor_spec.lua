@@ -269,14 +269,36 @@ describe("doctor", function()
     end)
 
     it("finds stale cache entries", function()
+      local text = add(ws, p, "a/text", { ["en.txt"] = "hello" }, { kind = "text", address = "t" })
+      assert.is_truthy(text)
       assert.equal("ok", p:build().status)
       assert.same({}, hygiene("stale_cache_entry"))
-      -- hero.png is streamed as is: its cache entry refers to the input
-      support.write(ws .. "/a/hero/hero.png", "\137PNG other pixels")
+      -- the text recipe's output is a cache object file; a new content makes
+      -- a new object, and the build drops the old one from its index only
+      support.write(ws .. "/a/text/en.txt", "hello again")
+      assert.equal("ok", p:build().status)
       local d = hygiene("stale_cache_entry")
       assert.equal(1, #d)
-      assert.matches("^%.packer/cache/objects/", d[1].path)
-      assert.matches("content changed", d[1].message)
+      assert.matches("^%.packer/cache/objects/%x%x/%x+$", d[1].path)
+      assert.matches("not in the cache index", d[1].message)
+      -- a damaged object is stale too
+      local objects = ws .. "/.packer/cache/objects"
+      local live
+      for sub in lfs.dir(objects) do
+        if sub:match("^%x%x$") then
+          for name in lfs.dir(objects .. "/" .. sub) do
+            local path = ".packer/cache/objects/" .. sub .. "/" .. name
+            if name:match("^%x+$") and path ~= d[1].path then live = path end
+          end
+        end
+      end
+      local f = assert(io.open(ws .. "/" .. live, "r+b"))
+      f:seek("end", -1)
+      f:write("X")
+      f:close()
+      local reasons = {}
+      for _, x in ipairs(hygiene("stale_cache_entry")) do reasons[x.path] = x.message end
+      assert.matches("damaged", reasons[live])
     end)
 
     it("finds quarantined content that the registry still references", function()

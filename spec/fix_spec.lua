@@ -112,8 +112,12 @@ describe("doctor fix", function()
   end)
 
   it("drops stale cache entries", function()
+    support.write(ws .. "/a/text/asset.json", '{"kind": "text", "inputs": ["t.txt"]}')
+    support.write(ws .. "/a/text/t.txt", "one")
+    assert.equal("ok", p:register_asset({ "a/text" }).status)
     assert.equal("ok", p:build().status)
-    support.write(ws .. "/a/hero/hero.png", "new pixels")
+    support.write(ws .. "/a/text/t.txt", "two") -- the old object file is left unindexed
+    assert.equal("ok", p:build().status)
     local r = p:doctor({ workspace = true, fix = true, apply = true })
     local drop = by_kind(r.applied_actions).drop_cache_entry
     assert.is_truthy(drop)

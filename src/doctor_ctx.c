@@ -18,7 +18,7 @@
  *   ctx:files()               every workspace file {path, size, root?, link}
  *   ctx:roots()               every asset root {root, asset_id?}
  *   ctx:duplicates()          {size, hash, paths}... (identical contents)
- *   ctx:cache()               stale cache entries {path, reason}...
+ *   ctx:cache()               stale cache object files {path, reason}...
  *   ctx:quarantine()          quarantine records
  *   ctx:report{code, message, severity?, asset_id?, path?}
  *
@@ -428,7 +428,7 @@ static int ctx_list(lua_State *L)
 typedef struct doc_prefetch {
     pthread_t thread;
     const char *root;
-    scan *sc;
+    scan_index *sc;
     dup_group *dups;
     size_t ndups;
     int scan_rc, dup_rc;
@@ -554,31 +554,61 @@ static int ctx_duplicates(lua_State *L)
     return 1;
 }
 
-/* One cache object: stale when it is damaged, or refers to an input that
- * is gone or no longer has the recorded content. */
-static const char *object_problem(cache *c, const char *root, const char *key)
+/* The keys the cache's objects-index names (the first field of each line,
+ * see cache.c), sorted; the text they point into is *buf. */
+static char **indexed_keys(const char *root, char **buf, size_t *n)
 {
+    char *path = pk_asprintf("%s/.packer/cache/objects-index", root);
+    size_t len = 0, cap = 0;
+    char **keys = NULL;
+    *n = 0;
+    *buf = NULL;
+    if (!path || io_read_file(path, buf, &len) != 0) {
+        pk_free(path);
+        return NULL;
+    }
+    pk_free(path);
+    for (char *line = *buf, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *sp = strchr(line, ' ');
+        if (sp)
+            *sp = '\0';
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char **v = pk_realloc(keys, cap * sizeof *v);
+            if (!v)
+                break;
+            keys = v;
+        }
+        keys[(*n)++] = line;
+    }
+    qsort(keys, *n, sizeof *keys, cmp_str);
+    return keys;
+}
+
+/* One object file of the cache: stale when the index no longer names it
+ * (a build drops the entries it did not use from the index, not their
+ * files), or when its bytes fail their recorded hash. */
+static const char *object_problem(cache *c, char **keys, size_t nkeys, const char *key)
+{
+    if (!bsearch(&key, keys, nkeys, sizeof *keys, cmp_str))
+        return "not in the cache index: left over from an earlier build";
     cache_obj o = {0};
     int rc = cache_get(c, key, &o);
     const char *why = NULL;
-    if (rc == PACKER_EPARSE || (rc == 0 && o.type == 'B' && cache_verify(&o) != 0)) {
+    if (rc == PACKER_EPARSE || (rc == 0 && o.type == 'B' && cache_verify(&o) != 0))
         why = "damaged (fails its hash check)";
-    } else if (rc == 0 && o.type == 'R') {
-        char hex[HASH_HEX_LEN + 1], want[HASH_HEX_LEN + 1];
-        uint64_t size;
-        hash_to_hex(o.hash, want);
-        if (cache_hash_input(c, root, o.ref_path, hex, &size) != 0)
-            why = "refers to an input that no longer exists";
-        else if (strcmp(hex, want) != 0)
-            why = "refers to an input whose content changed";
-    }
     cache_obj_clear(&o);
     return why;
 }
 
 static void cache_problems(lua_State *L, doc_run *d, cache *c)
 {
-    char *objs = pk_asprintf("%s/.packer/cache/objects", d->root);
+    char *objs = pk_asprintf("%s/.packer/cache/objects", d->root), *buf = NULL;
+    size_t nkeys = 0;
+    char **keys = indexed_keys(d->root, &buf, &nkeys);
     DIR *top = objs ? opendir(objs) : NULL;
     lua_Integer n = 0;
     struct dirent *e;
@@ -593,7 +623,7 @@ static void cache_problems(lua_State *L, doc_run *d, cache *c)
                 continue;
             bool tmp = strlen(f->d_name) != HASH_HEX_LEN || strstr(f->d_name, ".tmp") != NULL;
             const char *why = tmp ? "temporary file left by an interrupted write"
-                                  : object_problem(c, d->root, f->d_name);
+                                  : object_problem(c, keys, nkeys, f->d_name);
             if (!why)
                 continue;
             lua_createtable(L, 0, 2);
@@ -609,6 +639,8 @@ static void cache_problems(lua_State *L, doc_run *d, cache *c)
     if (top)
         closedir(top);
     pk_free(objs);
+    pk_free(keys);
+    pk_free(buf);
 }
 
 static int ctx_cache(lua_State *L)

@@ -484,17 +484,17 @@ typedef struct {
     bool link;
 } scan_file;
 
-typedef struct scan {
+typedef struct scan_index {
     scan_file *files; /* sorted by path */
     size_t nfiles;
     char **roots; /* directories holding an asset.json, workspace-relative */
     size_t nroots;
-} scan;
+} scan_index;
 
 /* Every file under root except .packer/, VCS directories and build output
  * directories; symlinks are listed, never followed. */
-int scan_workspace(const char *root, scan **out);
-void scan_free(scan *s);
+int scan_workspace(const char *root, scan_index **out);
+void scan_free(scan_index *s);
 
 typedef struct {
     size_t *files; /* indexes into scan.files, two or more */
@@ -505,7 +505,7 @@ typedef struct {
 
 /* Groups of identical non-empty files inside asset roots (size, then the
  * first 4 KiB, then the whole file, XXH3-128), on `threads` threads. */
-int scan_duplicates(const scan *s, const char *root, int threads, dup_group **out, size_t *n);
+int scan_duplicates(const scan_index *s, const char *root, int threads, dup_group **out, size_t *n);
 void dup_groups_free(dup_group *g, size_t n);
 
 /* ---- project.c / services: the runtime -------------------------------- */
@@ -603,7 +603,7 @@ typedef struct doc_run {
     cJSON *config; /* packer.json */
     bool workspace, fix;
     bool single; /* one rule given as source: it runs whatever its scope */
-    scan *sc; /* workspace walk, on first use or from the prefetch */
+    scan_index *sc; /* workspace walk, on first use or from the prefetch */
     dup_group *dups;
     size_t ndups;
     bool dups_done;

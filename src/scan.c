@@ -35,7 +35,7 @@
 #define HEAD_BYTES 4096
 
 typedef struct {
-    scan *s;
+    scan_index *s;
     const char *root;
     size_t fcap, rcap;
     int rc;
@@ -58,7 +58,7 @@ static bool skip_dir(const char *dir_abs, const char *name)
 
 static int add_file(walker *w, char *rel, uint64_t size, int root, bool link)
 {
-    scan *s = w->s;
+    scan_index *s = w->s;
     if (s->nfiles == w->fcap) {
         size_t cap = w->fcap ? w->fcap * 2 : 256;
         scan_file *v = pk_realloc(s->files, cap * sizeof *v);
@@ -75,7 +75,7 @@ static int add_file(walker *w, char *rel, uint64_t size, int root, bool link)
 
 static int add_root(walker *w, const char *rel)
 {
-    scan *s = w->s;
+    scan_index *s = w->s;
     if (s->nroots == w->rcap) {
         size_t cap = w->rcap ? w->rcap * 2 : 64;
         char **v = pk_realloc(s->roots, cap * sizeof *v);
@@ -143,10 +143,10 @@ static int cmp_file(const void *a, const void *b)
     return strcmp(((const scan_file *)a)->path, ((const scan_file *)b)->path);
 }
 
-int scan_workspace(const char *root, scan **out)
+int scan_workspace(const char *root, scan_index **out)
 {
     *out = NULL;
-    scan *s = pk_calloc(1, sizeof *s);
+    scan_index *s = pk_calloc(1, sizeof *s);
     if (!s)
         return pk_err(PACKER_ENOMEM, "out of memory");
     walker w = {.s = s, .root = root};
@@ -162,7 +162,7 @@ int scan_workspace(const char *root, scan **out)
     return 0;
 }
 
-void scan_free(scan *s)
+void scan_free(scan_index *s)
 {
     if (!s)
         return;
@@ -185,7 +185,7 @@ typedef struct {
 } cand;
 
 typedef struct {
-    const scan *s;
+    const scan_index *s;
     const char *root;
     cand *c;
     size_t *todo; /* indexes into c */
@@ -302,7 +302,7 @@ static int cmp_head(const void *a, const void *b)
     return c ? c : (x->file > y->file) - (x->file < y->file);
 }
 
-static int emit_groups(const scan *s, cand *c, size_t n, dup_group **out, size_t *nout)
+static int emit_groups(const scan_index *s, cand *c, size_t n, dup_group **out, size_t *nout)
 {
     size_t ng = 0;
     dup_group *g = NULL;
@@ -334,7 +334,7 @@ static int emit_groups(const scan *s, cand *c, size_t n, dup_group **out, size_t
     return 0;
 }
 
-int scan_duplicates(const scan *s, const char *root, int threads, dup_group **out, size_t *nout)
+int scan_duplicates(const scan_index *s, const char *root, int threads, dup_group **out, size_t *nout)
 {
     *out = NULL;
     *nout = 0;

@@ -1,5 +1,6 @@
---- Cache entries that can never be used again: damaged objects, objects
--- referring to inputs that are gone or changed, temp litter. Safe to drop.
+--- Cache object files no build will use: files the cache index no longer
+-- names (a build drops unused entries from the index, not their files),
+-- damaged objects, temp litter. The cache is safe to delete: safe to drop.
 return {
   id = "stale_cache",
   class = "hygiene",
