@@ -337,6 +337,8 @@ describe("doctor", function()
       assert.equal(1, updates())
       p:doctor()
       assert.equal(1, updates())
+      p:doctor({ fix = true }) -- fix ids do not make a different set
+      assert.equal(1, updates())
       support.write(ws .. "/a/hero/hero.png", "back")
       p:doctor()
       assert.equal(2, updates())

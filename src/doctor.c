@@ -288,11 +288,6 @@ static bool read_meta(lua_State *L, const rule_src *r, rule_meta *m, char *err, 
     return ok;
 }
 
-static void push_diag_table(lua_State *L, const cJSON *diag)
-{
-    sandbox_push_json(L, diag);
-}
-
 /* ---- one action per target ------------------------------------------------ */
 
 typedef struct target_set {
@@ -374,7 +369,7 @@ static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, cJSON *fir
     for (cJSON *diag = first; diag; diag = diag->next) {
         lua_getfield(L, 1, "fix");
         doctor_push_ctx(L, d);
-        push_diag_table(L, diag);
+        sandbox_push_json(L, diag);
         if (sandbox_call(sb, 2, 1, lim->budget, err, errlen) != 0) {
             rule_failed(d, d->rule_id, d->rule_class, r->origin, err);
             return;
@@ -488,19 +483,32 @@ static counts count_diags(const doc_run *d)
     return c;
 }
 
+/* Digest of the diagnostics as a set of findings: the fields that say what
+ * is wrong and where, not the fix ids a --fix run adds. */
+static void diags_digest(const doc_run *d, char out[HASH_HEX_LEN + 1])
+{
+    static const char *const KEYS[] = {"code",     "severity", "class",  "rule",
+                                       "asset_id", "path",     "message"};
+    hash_stream *h = hash_stream_new();
+    unsigned char bin[16] = {0};
+    for (const cJSON *j = h ? d->diags->child : NULL; j; j = j->next)
+        for (size_t k = 0; k < sizeof KEYS / sizeof *KEYS; k++) {
+            const char *v = json_get_str(j, KEYS[k]);
+            hash_stream_update(h, v ? v : "", v ? strlen(v) + 1 : 1);
+        }
+    if (h)
+        hash_stream_end(h, bin);
+    hash_to_hex(bin, out);
+}
+
 /* Emit diagnostics_updated when this mode's set differs from the last run. */
 static void note_changes(doc_run *d, const counts *c)
 {
     const char *mode = d->workspace ? "workspace" : "registered";
-    char *text = json_canonical(d->diags, false), digest[HASH_HEX_LEN + 1];
-    char *path = io_join(d->root, STATE_FILE);
-    if (!text || !path) {
-        pk_free(text);
-        pk_free(path);
+    char digest[HASH_HEX_LEN + 1], *path = io_join(d->root, STATE_FILE);
+    if (!path)
         return;
-    }
-    hash_hex(text, strlen(text), digest);
-    pk_free(text);
+    diags_digest(d, digest);
     cJSON *state = NULL;
     if (json_load_file(path, STATE_FILE, &state) != 0 || !cJSON_IsObject(state)) {
         cJSON_Delete(state);
@@ -518,10 +526,11 @@ static void note_changes(doc_run *d, const counts *c)
     if (changed) {
         cJSON *extra = cJSON_CreateObject(), *affected = cJSON_CreateArray();
         const cJSON *j;
+        int n = 0;
         cJSON_ArrayForEach(j, d->diags)
         {
             const char *id = json_get_str(j, "asset_id");
-            if (id && affected && cJSON_GetArraySize(affected) < 1000)
+            if (id && affected && n++ < 1000) /* an event, not a report: bounded */
                 cJSON_AddItemToArray(affected, cJSON_CreateString(id));
         }
         json_add_str(extra, "mode", mode);
