@@ -710,6 +710,7 @@ void svc_doctor(op *o)
             pk_free(m->inputs[k].message);
         }
         pk_free(m->inputs);
+        pk_free(m->text);
         manifest_free(m->m);
         pk_free(m->error);
     }

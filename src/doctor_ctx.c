@@ -6,6 +6,7 @@
  *   ctx.mode                  "registered" or "workspace"
  *   ctx:assets()              {asset_id, root, address, kind, included}...
  *   ctx:manifest(id)          manifest table | nil, code, message
+ *   ctx:manifest_canonical(id) whether asset.json is in canonical form
  *   ctx:inputs(id)            {name, path, exists, size, escapes, message}...
  *                             | nil, code, message
  *   ctx:recipe(kind)          true | nil, code, message
@@ -128,9 +129,22 @@ doc_asset *doctor_asset(doc_run *d, size_t i)
         m->error = pk_asprintf("%s: asset root of %s is missing", a->root, a->id);
         return m;
     }
-    m->rc = manifest_load(d->root, a->root, &m->m);
-    if (m->rc)
+    /* read the text once: rules that check its form need it too */
+    char *path = pk_asprintf("%s/%s/asset.json", d->root, a->root);
+    char *display = pk_asprintf("%s/asset.json", a->root);
+    m->rc = path && display ? io_read_file(path, &m->text, &m->len) : PACKER_ENOMEM;
+    if (m->rc == 0)
+        m->rc = manifest_parse(m->text, m->len, display, &m->m);
+    else /* missing or unreadable: manifest_load words it as build does */
+        m->rc = manifest_load(d->root, a->root, &m->m);
+    if (m->rc) {
         m->error = pk_strdup(packer_last_error());
+        pk_free(m->text);
+        m->text = NULL;
+    }
+    m->canonical = -1;
+    pk_free(path);
+    pk_free(display);
     return m;
 }
 
@@ -242,6 +256,27 @@ static int ctx_inputs(lua_State *L)
         push_input(L, m->m->inputs[k], &m->inputs[k]);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
     }
+    return 1;
+}
+
+static int ctx_manifest_canonical(lua_State *L)
+{
+    const asset_rec *a;
+    const char *code;
+    doc_asset *m = asset_arg(L, run_of(L), &a, &code);
+    if (code)
+        return fail3(L, code, m->error ? m->error : "cannot load the manifest");
+    if (m->canonical < 0) {
+        cJSON *j = NULL;
+        char *text =
+            json_parse_text(m->text, m->len, a->root, &j) == 0 ? json_canonical(j, true) : NULL;
+        cJSON_Delete(j);
+        if (!text)
+            return luaL_error(L, "out of memory");
+        m->canonical = strlen(text) == m->len && memcmp(text, m->text, m->len) == 0;
+        pk_free(text);
+    }
+    lua_pushboolean(L, m->canonical);
     return 1;
 }
 
@@ -704,6 +739,7 @@ void doctor_push_ctx(lua_State *L, doc_run *d)
                                        {"hash", ctx_hash},
                                        {"list", ctx_list},
                                        {"canonical_json", ctx_canonical},
+                                       {"manifest_canonical", ctx_manifest_canonical},
                                        {"files", ctx_files},
                                        {"roots", ctx_roots},
                                        {"duplicates", ctx_duplicates},

@@ -587,6 +587,9 @@ typedef struct {
     int rc; /* 0, or the manifest_load error */
     char *error;
     manifest *m;
+    char *text; /* asset.json as read, when it parsed */
+    size_t len;
+    int canonical;     /* text is in canonical form: 1, 0, or -1 not known yet */
     doc_input *inputs; /* m->ninputs of them once inputs_done */
 } doc_asset;
 

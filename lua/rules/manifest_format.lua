@@ -8,13 +8,10 @@ return {
   description = "asset.json is valid but not canonically formatted",
   check = function(ctx)
     for _, a in ipairs(ctx:assets()) do
-      if ctx:manifest(a.asset_id) then
+      if ctx:manifest_canonical(a.asset_id) == false then
         local path = a.root .. "/asset.json"
-        local canonical = ctx:canonical_json(path)
-        if canonical and canonical ~= ctx:read(path) then
-          ctx:report{ code = "manifest_not_canonical", asset_id = a.asset_id, path = path,
-                      message = path .. ": not in canonical form" }
-        end
+        ctx:report{ code = "manifest_not_canonical", asset_id = a.asset_id, path = path,
+                    message = path .. ": not in canonical form" }
       end
     end
   end,
