@@ -103,7 +103,9 @@ void cli_print_quarantine(const cJSON *root)
     if (cJSON_GetArraySize(recs) > 0)
         printf("%-26s  %-20s  %-9s  %s\n", "ID", "TIME", "TYPE", "ORIGINAL");
     cJSON_ArrayForEach(r, recs)
+    {
         printf("%-26s  %-20s  %-9s  %s\n", str(r, "id"), str(r, "time"), str(r, "type"),
                str(r, "original"));
+    }
     printf("%s\n", str(root, "summary"));
 }

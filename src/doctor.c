@@ -288,78 +288,6 @@ static bool read_meta(lua_State *L, const rule_src *r, rule_meta *m, char *err, 
     return ok;
 }
 
-/* ---- one action per target ------------------------------------------------ */
-
-typedef struct target_set {
-    const char **keys; /* borrowed from the actions' target strings */
-    const cJSON **vals;
-    size_t cap, n;
-} target_set;
-
-static const cJSON *targets_get(doc_run *d, const char *key)
-{
-    target_set *t = d->targets;
-    if (!t || !t->n)
-        return NULL;
-    for (size_t i = hash64(key) & (t->cap - 1); t->keys[i]; i = (i + 1) & (t->cap - 1))
-        if (strcmp(t->keys[i], key) == 0)
-            return t->vals[i];
-    return NULL;
-}
-
-static bool targets_grow(doc_run *d)
-{
-    target_set *old = d->targets, *t = pk_calloc(1, sizeof *t);
-    size_t cap = old ? old->cap * 2 : 64;
-    if (!t || !(t->keys = pk_calloc(cap, sizeof *t->keys)) ||
-        !(t->vals = pk_calloc(cap, sizeof *t->vals))) {
-        if (t)
-            pk_free(t->keys);
-        pk_free(t);
-        return false;
-    }
-    t->cap = cap;
-    for (size_t k = 0; old && k < old->cap; k++) {
-        if (!old->keys[k])
-            continue;
-        size_t i = hash64(old->keys[k]) & (cap - 1);
-        while (t->keys[i])
-            i = (i + 1) & (cap - 1);
-        t->keys[i] = old->keys[k];
-        t->vals[i] = old->vals[k];
-        t->n++;
-    }
-    doctor_targets_free(old);
-    d->targets = t;
-    return true;
-}
-
-void doctor_targets_free(target_set *t)
-{
-    if (!t)
-        return;
-    pk_free(t->keys);
-    pk_free(t->vals);
-    pk_free(t);
-}
-
-/* Add act (then owned by d->actions) under key; false when out of memory. */
-static bool targets_put(doc_run *d, const char *key, cJSON *act)
-{
-    if ((!d->targets || (d->targets->n + 1) * 2 > d->targets->cap) && !targets_grow(d))
-        return false;
-    if (!cJSON_AddItemToArray(d->actions, act))
-        return false;
-    target_set *t = d->targets;
-    size_t i = hash64(key) & (t->cap - 1);
-    while (t->keys[i])
-        i = (i + 1) & (t->cap - 1);
-    t->keys[i] = key;
-    t->vals[i] = act;
-    t->n++;
-    return true;
-}
-
 /* Ask the rule's fix() for an action for each of its diagnostics, which
  * start at `first` (NULL: it reported none). */
 static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, cJSON *first,
@@ -383,18 +311,7 @@ static void propose_fixes(doc_run *d, sandbox *sb, const rule_src *r, cJSON *fir
         lua_pop(L, 1);
         if (!act)
             continue;
-        /* one action per target: a file two rules want to act on (a stray
-         * file that is also undeclared) gets the first rule's action */
-        const char *target =
-            cJSON_GetArrayItem(cJSON_GetObjectItem(act, "targets"), 0)->valuestring;
-        const cJSON *same = targets_get(d, target);
-        json_add_str(diag, "fix", json_get_str(same ? same : act, "id"));
-        if (same) {
-            cJSON_Delete(act);
-        } else if (!targets_put(d, target, act)) {
-            cJSON_Delete(act);
-            resp_oom(d->o->r);
-        }
+        fix_propose(d, diag, act);
     }
 }
 
@@ -717,7 +634,7 @@ void svc_doctor(op *o)
     pk_free(d.memo);
     cJSON_Delete(d.diags);
     cJSON_Delete(d.actions);
-    doctor_targets_free(d.targets);
+    fix_targets_free(d.targets);
     cJSON_Delete(d.config);
     recipes_free(d.rs);
     scan_free(d.sc);

@@ -16,11 +16,8 @@
  *   ctx:hash(path)            XXH3-128 hex, size
  *   ctx:list(dir)             sorted entry names
  *   ctx:canonical_json(path)  the JSON file re-written canonically (pretty)
- *   ctx:files()               every workspace file {path, size, root?, link}
- *   ctx:roots()               every asset root {root, asset_id?}
- *   ctx:duplicates()          {size, hash, paths}... (identical contents)
- *   ctx:cache()               stale cache object files {path, reason}...
- *   ctx:quarantine()          quarantine records
+ *   ctx:files(), ctx:roots(), ctx:duplicates(), ctx:cache(),
+ *   ctx:quarantine()          the workspace views (doctor_ws.c)
  *   ctx:report{code, message, severity?, asset_id?, path?}
  *
  * Invariants: every path is confined to the workspace with ws_confine
@@ -35,7 +32,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <lauxlib.h>
-#include <pthread.h>
 #include <lua.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,12 +44,12 @@
 #define READ_DEFAULT (1u << 20)
 #define READ_CAP (16u << 20)
 
-static doc_run *run_of(lua_State *L)
+doc_run *doctor_run_of(lua_State *L)
 {
     return lua_touserdata(L, lua_upvalueindex(1));
 }
 
-static void set_str(lua_State *L, const char *key, const char *val)
+void doctor_set_str(lua_State *L, const char *key, const char *val)
 {
     if (!val)
         return;
@@ -61,13 +57,13 @@ static void set_str(lua_State *L, const char *key, const char *val)
     lua_setfield(L, -2, key);
 }
 
-static void set_int(lua_State *L, const char *key, lua_Integer v)
+void doctor_set_int(lua_State *L, const char *key, long long v)
 {
     lua_pushinteger(L, v);
     lua_setfield(L, -2, key);
 }
 
-static void set_bool(lua_State *L, const char *key, bool v)
+void doctor_set_bool(lua_State *L, const char *key, bool v)
 {
     lua_pushboolean(L, v);
     lua_setfield(L, -2, key);
@@ -166,16 +162,16 @@ static doc_asset *asset_arg(lua_State *L, doc_run *d, const asset_rec **a, const
 
 static int ctx_assets(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     lua_createtable(L, (int)d->nall, 0);
     for (size_t i = 0; i < d->nall; i++) {
         const asset_rec *a = d->all[i];
         lua_createtable(L, 0, 5);
-        set_str(L, "asset_id", a->id);
-        set_str(L, "root", a->root);
-        set_str(L, "address", a->address);
-        set_str(L, "kind", a->kind);
-        set_bool(L, "included", a->included);
+        doctor_set_str(L, "asset_id", a->id);
+        doctor_set_str(L, "root", a->root);
+        doctor_set_str(L, "address", a->address);
+        doctor_set_str(L, "kind", a->kind);
+        doctor_set_bool(L, "included", a->included);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -185,12 +181,12 @@ static int ctx_manifest(lua_State *L)
 {
     const asset_rec *a;
     const char *code;
-    doc_asset *m = asset_arg(L, run_of(L), &a, &code);
+    doc_asset *m = asset_arg(L, doctor_run_of(L), &a, &code);
     if (code)
         return fail3(L, code, m->error ? m->error : "cannot load the manifest");
     lua_createtable(L, 0, 4);
-    set_str(L, "kind", m->m->kind);
-    set_str(L, "address", m->m->address);
+    doctor_set_str(L, "kind", m->m->kind);
+    doctor_set_str(L, "address", m->m->address);
     lua_createtable(L, (int)m->m->ninputs, 0);
     for (size_t k = 0; k < m->m->ninputs; k++) {
         lua_pushstring(L, m->m->inputs[k]);
@@ -232,18 +228,18 @@ static bool inputs_of(doc_run *d, size_t i, doc_asset *m)
 static void push_input(lua_State *L, const char *name, const doc_input *in)
 {
     lua_createtable(L, 0, 6);
-    set_str(L, "name", name);
-    set_str(L, "path", in->path);
-    set_bool(L, "escapes", in->path == NULL);
-    set_bool(L, "exists", in->exists);
+    doctor_set_str(L, "name", name);
+    doctor_set_str(L, "path", in->path);
+    doctor_set_bool(L, "escapes", in->path == NULL);
+    doctor_set_bool(L, "exists", in->exists);
     if (in->exists)
-        set_int(L, "size", (lua_Integer)in->size);
-    set_str(L, "message", in->message);
+        doctor_set_int(L, "size", (lua_Integer)in->size);
+    doctor_set_str(L, "message", in->message);
 }
 
 static int ctx_inputs(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     const asset_rec *a;
     const char *code;
     doc_asset *m = asset_arg(L, d, &a, &code);
@@ -263,7 +259,7 @@ static int ctx_manifest_canonical(lua_State *L)
 {
     const asset_rec *a;
     const char *code;
-    doc_asset *m = asset_arg(L, run_of(L), &a, &code);
+    doc_asset *m = asset_arg(L, doctor_run_of(L), &a, &code);
     if (code)
         return fail3(L, code, m->error ? m->error : "cannot load the manifest");
     if (m->canonical < 0) {
@@ -282,7 +278,7 @@ static int ctx_manifest_canonical(lua_State *L)
 
 static int ctx_recipe(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     const char *kind = luaL_checkstring(L, 2), *why = NULL;
     if (recipes_id(d->rs, kind, &why)) {
         lua_pushboolean(L, 1);
@@ -296,7 +292,7 @@ static int ctx_recipe(lua_State *L)
 
 static int ctx_config(lua_State *L)
 {
-    sandbox_push_json(L, run_of(L)->config);
+    sandbox_push_json(L, doctor_run_of(L)->config);
     return 1;
 }
 
@@ -329,7 +325,7 @@ static char *abs_of(lua_State *L, doc_run *d, char *rel)
 
 static int ctx_stat(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     char *abs = abs_of(L, d, path_arg(L, d, true));
     struct stat st;
     int rc = lstat(abs, &st);
@@ -340,18 +336,18 @@ static int ctx_stat(lua_State *L)
         return 2;
     }
     lua_createtable(L, 0, 2);
-    set_str(L, "type",
-            S_ISDIR(st.st_mode)   ? "directory"
-            : S_ISLNK(st.st_mode) ? "link"
-            : S_ISREG(st.st_mode) ? "file"
-                                  : "other");
-    set_int(L, "size", (lua_Integer)st.st_size);
+    doctor_set_str(L, "type",
+                   S_ISDIR(st.st_mode)   ? "directory"
+                   : S_ISLNK(st.st_mode) ? "link"
+                   : S_ISREG(st.st_mode) ? "file"
+                                         : "other");
+    doctor_set_int(L, "size", (lua_Integer)st.st_size);
     return 1;
 }
 
 static int ctx_read(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     lua_Integer max = luaL_optinteger(L, 3, READ_DEFAULT);
     luaL_argcheck(L, max >= 0 && max <= READ_CAP, 3, "at most 16 MiB per read");
     char *abs = abs_of(L, d, path_arg(L, d, false));
@@ -378,7 +374,7 @@ static int ctx_read(lua_State *L)
 
 static int ctx_hash(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     char *abs = abs_of(L, d, path_arg(L, d, false)), hex[HASH_HEX_LEN + 1];
     uint64_t size = 0;
     int rc = hash_file(abs, hex, &size);
@@ -395,7 +391,7 @@ static int ctx_hash(lua_State *L)
 
 static int ctx_canonical(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     const char *given = luaL_checkstring(L, 2);
     char *abs = abs_of(L, d, path_arg(L, d, false)), *text = NULL;
     cJSON *j = NULL;
@@ -414,14 +410,14 @@ static int ctx_canonical(lua_State *L)
     return 1;
 }
 
-static int cmp_str(const void *a, const void *b)
+int doctor_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 static int ctx_list(lua_State *L)
 {
-    doc_run *d = run_of(L);
+    doc_run *d = doctor_run_of(L);
     char *abs = abs_of(L, d, path_arg(L, d, false));
     DIR *dir = opendir(abs);
     pk_free(abs);
@@ -447,7 +443,7 @@ static int ctx_list(lua_State *L)
         lua_pop(L, 1);
     }
     if (v) {
-        qsort(v, (size_t)n, sizeof *v, cmp_str);
+        qsort(v, (size_t)n, sizeof *v, doctor_cmp_str);
         lua_createtable(L, (int)n, 0);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_pushstring(L, v[i - 1]);
@@ -458,251 +454,6 @@ static int ctx_list(lua_State *L)
     return 1;
 }
 
-/* ---- the workspace -------------------------------------------------------- */
-
-typedef struct doc_prefetch {
-    pthread_t thread;
-    const char *root;
-    scan_index *sc;
-    dup_group *dups;
-    size_t ndups;
-    int scan_rc, dup_rc;
-    char scan_err[512], dup_err[512];
-} doc_prefetch;
-
-static void *prefetch_main(void *arg)
-{
-    doc_prefetch *f = arg;
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    f->scan_rc = scan_workspace(f->root, &f->sc);
-    if (f->scan_rc) {
-        snprintf(f->scan_err, sizeof f->scan_err, "%s", packer_last_error());
-        return NULL;
-    }
-    f->dup_rc = scan_duplicates(f->sc, f->root, cpus > 1 ? (int)cpus : 1, &f->dups, &f->ndups);
-    if (f->dup_rc)
-        snprintf(f->dup_err, sizeof f->dup_err, "%s", packer_last_error());
-    return NULL;
-}
-
-void doctor_prefetch(doc_run *d)
-{
-    doc_prefetch *f = pk_calloc(1, sizeof *f);
-    if (!f)
-        return; /* the walk then happens on first use */
-    f->root = d->root;
-    if (pthread_create(&f->thread, NULL, prefetch_main, f) != 0) {
-        pk_free(f);
-        return;
-    }
-    d->prefetch = f;
-}
-
-void doctor_prefetch_end(doc_run *d)
-{
-    doc_prefetch *f = d->prefetch;
-    if (!f)
-        return;
-    d->prefetch = NULL;
-    pthread_join(f->thread, NULL);
-    if (f->scan_rc == 0) {
-        d->sc = f->sc;
-        if (f->dup_rc == 0) {
-            d->dups = f->dups;
-            d->ndups = f->ndups;
-            d->dups_done = true;
-        }
-    }
-    pk_free(f); /* a failed prefetch is redone on use, where its error is reported */
-}
-
-int doctor_scan(doc_run *d)
-{
-    doctor_prefetch_end(d);
-    return d->sc ? 0 : scan_workspace(d->root, &d->sc);
-}
-
-static void need_scan(lua_State *L, doc_run *d)
-{
-    if (doctor_scan(d) != 0)
-        luaL_error(L, "workspace scan failed: %s", packer_last_error());
-}
-
-static int ctx_files(lua_State *L)
-{
-    doc_run *d = run_of(L);
-    need_scan(L, d);
-    lua_createtable(L, (int)d->sc->nfiles, 0);
-    for (size_t i = 0; i < d->sc->nfiles; i++) {
-        const scan_file *f = &d->sc->files[i];
-        lua_createtable(L, 0, 4);
-        set_str(L, "path", f->path);
-        set_int(L, "size", (lua_Integer)f->size);
-        if (f->root >= 0)
-            set_str(L, "root", d->sc->roots[f->root]);
-        set_bool(L, "link", f->link);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    return 1;
-}
-
-static int ctx_roots(lua_State *L)
-{
-    doc_run *d = run_of(L);
-    need_scan(L, d);
-    lua_createtable(L, (int)d->sc->nroots, 0);
-    for (size_t i = 0; i < d->sc->nroots; i++) {
-        const asset_rec *a = snap_by_root(d->cur, d->sc->roots[i]);
-        lua_createtable(L, 0, 2);
-        set_str(L, "root", d->sc->roots[i]);
-        if (a)
-            set_str(L, "asset_id", a->id);
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    return 1;
-}
-
-static int ctx_duplicates(lua_State *L)
-{
-    doc_run *d = run_of(L);
-    need_scan(L, d);
-    if (!d->dups_done) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        if (scan_duplicates(d->sc, d->root, cpus > 0 ? (int)cpus : 1, &d->dups, &d->ndups) != 0)
-            return luaL_error(L, "duplicate scan failed: %s", packer_last_error());
-        d->dups_done = true;
-    }
-    lua_createtable(L, (int)d->ndups, 0);
-    for (size_t i = 0; i < d->ndups; i++) {
-        const dup_group *g = &d->dups[i];
-        lua_createtable(L, 0, 3);
-        set_int(L, "size", (lua_Integer)g->size);
-        set_str(L, "hash", g->hash);
-        lua_createtable(L, (int)g->n, 0);
-        for (size_t k = 0; k < g->n; k++) {
-            lua_pushstring(L, d->sc->files[g->files[k]].path);
-            lua_rawseti(L, -2, (lua_Integer)k + 1);
-        }
-        lua_setfield(L, -2, "paths");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    return 1;
-}
-
-/* The keys the cache's objects-index names (the first field of each line,
- * see cache.c), sorted; the text they point into is *buf. */
-static char **indexed_keys(const char *root, char **buf, size_t *n)
-{
-    char *path = pk_asprintf("%s/.packer/cache/objects-index", root);
-    size_t len = 0, cap = 0;
-    char **keys = NULL;
-    *n = 0;
-    *buf = NULL;
-    if (!path || io_read_file(path, buf, &len) != 0) {
-        pk_free(path);
-        return NULL;
-    }
-    pk_free(path);
-    for (char *line = *buf, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        char *sp = strchr(line, ' ');
-        if (sp)
-            *sp = '\0';
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 256;
-            char **v = pk_realloc(keys, cap * sizeof *v);
-            if (!v)
-                break;
-            keys = v;
-        }
-        keys[(*n)++] = line;
-    }
-    qsort(keys, *n, sizeof *keys, cmp_str);
-    return keys;
-}
-
-/* One object file of the cache: stale when the index no longer names it
- * (a build drops the entries it did not use from the index, not their
- * files), or when its bytes fail their recorded hash. */
-static const char *object_problem(cache *c, char **keys, size_t nkeys, const char *key)
-{
-    if (!bsearch(&key, keys, nkeys, sizeof *keys, cmp_str))
-        return "not in the cache index: left over from an earlier build";
-    cache_obj o = {0};
-    int rc = cache_get(c, key, &o);
-    const char *why = NULL;
-    if (rc == PACKER_EPARSE || (rc == 0 && o.type == 'B' && cache_verify(&o) != 0))
-        why = "damaged (fails its hash check)";
-    cache_obj_clear(&o);
-    return why;
-}
-
-static void cache_problems(lua_State *L, doc_run *d, cache *c)
-{
-    char *objs = pk_asprintf("%s/.packer/cache/objects", d->root), *buf = NULL;
-    size_t nkeys = 0;
-    char **keys = indexed_keys(d->root, &buf, &nkeys);
-    DIR *top = objs ? opendir(objs) : NULL;
-    lua_Integer n = 0;
-    struct dirent *e;
-    while (top && (e = readdir(top))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char *sub = io_join(objs, e->d_name);
-        DIR *dir = sub ? opendir(sub) : NULL;
-        struct dirent *f;
-        while (dir && (f = readdir(dir))) {
-            if (f->d_name[0] == '.')
-                continue;
-            bool tmp = strlen(f->d_name) != HASH_HEX_LEN || strstr(f->d_name, ".tmp") != NULL;
-            const char *why = tmp ? "temporary file left by an interrupted write"
-                                  : object_problem(c, keys, nkeys, f->d_name);
-            if (!why)
-                continue;
-            lua_createtable(L, 0, 2);
-            lua_pushfstring(L, ".packer/cache/objects/%s/%s", e->d_name, f->d_name);
-            lua_setfield(L, -2, "path");
-            set_str(L, "reason", why);
-            lua_rawseti(L, -2, ++n);
-        }
-        if (dir)
-            closedir(dir);
-        pk_free(sub);
-    }
-    if (top)
-        closedir(top);
-    pk_free(objs);
-    pk_free(keys);
-    pk_free(buf);
-}
-
-static int ctx_cache(lua_State *L)
-{
-    doc_run *d = run_of(L);
-    cache *c = NULL;
-    lua_newtable(L);
-    char *dir = pk_asprintf("%s/.packer/cache", d->root);
-    bool have = dir && io_is_dir(dir);
-    pk_free(dir);
-    if (have && cache_open(d->root, false, &c) == 0)
-        cache_problems(L, d, c);
-    cache_close(c);
-    return 1;
-}
-
-static int ctx_quarantine(lua_State *L)
-{
-    cJSON *recs = NULL;
-    if (quar_list(run_of(L)->root, &recs) != 0)
-        return luaL_error(L, "cannot read the quarantine: %s", packer_last_error());
-    sandbox_push_json(L, recs);
-    cJSON_Delete(recs);
-    return 1;
-}
-
-/* ctx:report{code = ..., message = ..., severity?, asset_id?, path?} */
 static int ctx_report(lua_State *L)
 {
     doc_run *d = lua_touserdata(L, lua_upvalueindex(1));
@@ -740,15 +491,11 @@ void doctor_push_ctx(lua_State *L, doc_run *d)
                                        {"list", ctx_list},
                                        {"canonical_json", ctx_canonical},
                                        {"manifest_canonical", ctx_manifest_canonical},
-                                       {"files", ctx_files},
-                                       {"roots", ctx_roots},
-                                       {"duplicates", ctx_duplicates},
-                                       {"cache", ctx_cache},
-                                       {"quarantine", ctx_quarantine},
                                        {"report", ctx_report},
                                        {NULL, NULL}};
     lua_createtable(L, 0, 18);
-    set_str(L, "mode", d->workspace ? "workspace" : "registered");
+    doctor_set_str(L, "mode", d->workspace ? "workspace" : "registered");
     lua_pushlightuserdata(L, d);
     luaL_setfuncs(L, methods, 1);
+    doctor_ws_methods(L, d);
 }

@@ -622,9 +622,17 @@ typedef struct doc_run {
 void doctor_diag(doc_run *d, const char *severity, const char *code, const char *cls,
                  const char *rule, const char *asset_id, const char *path, const char *msg);
 bool doctor_severity_ok(const char *s);
-void doctor_targets_free(struct target_set *t);
-/* doctor_ctx.c: push the ctx table rules receive. */
+/* doctor_ctx.c: push the ctx table rules receive. Helpers shared with
+ * doctor_ws.c: the run of a ctx method (upvalue 1), fields of the table on
+ * top of the stack, strcmp for qsort over char *. */
 void doctor_push_ctx(struct lua_State *L, doc_run *d);
+doc_run *doctor_run_of(struct lua_State *L);
+void doctor_set_str(struct lua_State *L, const char *key, const char *val);
+void doctor_set_int(struct lua_State *L, const char *key, long long v);
+void doctor_set_bool(struct lua_State *L, const char *key, bool v);
+int doctor_cmp_str(const void *a, const void *b);
+/* doctor_ws.c: add the workspace methods to the ctx table on top. */
+void doctor_ws_methods(struct lua_State *L, doc_run *d);
 /* The record of asset index i (into d->all) with its manifest loaded. */
 doc_asset *doctor_asset(doc_run *d, size_t i);
 /* Index into d->all of the asset with this id, or -1. */
@@ -643,6 +651,10 @@ const char *fix_safety(const char *kind);
 /* Validate the action table at idx returned by a rule's fix(); on success
  * *out is a new action object {id, kind, safety, description, targets}. */
 int fix_from_lua(doc_run *d, struct lua_State *L, int idx, cJSON **out, char *err, size_t errlen);
+/* Propose act (taken) for diag: the diagnostic's "fix" names it, or the
+ * action already proposed for the same target. */
+void fix_propose(doc_run *d, cJSON *diag, cJSON *act);
+void fix_targets_free(struct target_set *t);
 /* Id of the current plan: the actions and the on-disk state of every
  * target, so a plan applied after the workspace changed is refused. */
 void fix_plan_id(doc_run *d, char out[HASH_HEX_LEN + 1]);

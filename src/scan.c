@@ -334,7 +334,8 @@ static int emit_groups(const scan_index *s, cand *c, size_t n, dup_group **out, 
     return 0;
 }
 
-int scan_duplicates(const scan_index *s, const char *root, int threads, dup_group **out, size_t *nout)
+int scan_duplicates(const scan_index *s, const char *root, int threads, dup_group **out,
+                    size_t *nout)
 {
     *out = NULL;
     *nout = 0;
