@@ -103,11 +103,6 @@ static void rules_free(rule_list *l)
     pk_free(l->v);
 }
 
-static int cmp_name(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int load_workspace_rules(rule_list *l, const char *root)
 {
     char *dir = io_join(root, "rules");
@@ -131,7 +126,8 @@ static int load_workspace_rules(rule_list *l, const char *root)
     }
     if (d)
         closedir(d);
-    qsort(names, n, sizeof *names, cmp_name); /* a stable order of rules and findings */
+    if (n > 1) /* a stable order of rules and findings */
+        qsort(names, n, sizeof *names, doctor_cmp_str);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char *path = io_join(dir, names[i]), *text = NULL;
         char *name = pk_strndup(names[i], strlen(names[i]) - 4);

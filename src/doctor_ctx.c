@@ -443,7 +443,8 @@ static int ctx_list(lua_State *L)
         lua_pop(L, 1);
     }
     if (v) {
-        qsort(v, (size_t)n, sizeof *v, doctor_cmp_str);
+        if (n > 1)
+            qsort(v, (size_t)n, sizeof *v, doctor_cmp_str);
         lua_createtable(L, (int)n, 0);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_pushstring(L, v[i - 1]);

@@ -106,7 +106,8 @@ static int sorted_names(const char *abs, char ***out, size_t *n)
         (*n)++;
     }
     closedir(d);
-    qsort(*out, *n, sizeof **out, cmp_name);
+    if (*n > 1)
+        qsort(*out, *n, sizeof **out, cmp_name);
     return rc;
 }
 

@@ -157,7 +157,8 @@ int scan_workspace(const char *root, scan_index **out)
     }
     /* roots were found in walk order; files keep their root index, so
      * sort files only (roots are reported through them or in walk order) */
-    qsort(s->files, s->nfiles, sizeof *s->files, cmp_file);
+    if (s->nfiles > 1)
+        qsort(s->files, s->nfiles, sizeof *s->files, cmp_file);
     *out = s;
     return 0;
 }
