@@ -26,8 +26,8 @@ LIBS     = $(LIBS_NOLUA) $(LUALIB)
 RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
-           response project registry reads sandbox recipes cache build pack pack_reader \
-           scan doctor doctor_ctx doctor_ws fix quarantine
+           response project registry reads sandbox recipes strmap cache pool build build_out \
+           pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine
 LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
@@ -53,6 +53,7 @@ $(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/pack.o $(BUILD)/obj/pack_reader.o $(BUILD)/obj/cli_pack.o: src/pack_reader.h
+$(BUILD)/obj/build.o $(BUILD)/obj/build_out.o: src/build.h
 
 # Built-in recipes travel inside the library (lua/recipes is their source).
 $(BUILD)/gen/builtin_recipes.c: $(wildcard lua/recipes/*.lua) scripts/embed-lua.lua
@@ -114,7 +115,7 @@ test-sanitize:
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    PACKER_SANITIZE=asan sh scripts/run-tests.sh build-asan
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT="-O1 -g" SAN="-fsanitize=thread" \
-	    build-tsan/libpacker.a $(patsubst $(BUILD)/%,build-tsan/%,$(C_TESTS))
+	    build-tsan/libpacker.a build-tsan/packer $(patsubst $(BUILD)/%,build-tsan/%,$(C_TESTS))
 	@TSAN_OPTIONS=halt_on_error=1 PACKER_SANITIZE=tsan sh scripts/run-tests.sh build-tsan c
 
 # libFuzzer harnesses for every parser of untrusted bytes (need clang): the JSON

@@ -15,5 +15,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "packer: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
+# a broken extra source (an unsigned security mirror, say) must not stop
+# installing from the lists that did update
+apt-get update -q >/dev/null ||
+    echo "packer: apt-get update reported errors; installing from the lists at hand" >&2
 apt-get install -y -q --no-install-recommends $missing >/dev/null

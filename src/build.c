@@ -20,16 +20,17 @@
  * Events are published only by the lane thread, in address order, so they
  * stay in causal order.
  *
+ * This file holds the phases and the service; build_out.c the output side
+ * (writing and publishing the outputs, the up-to-date stamps, the --verify
+ * comparison), pool.c the workers. build.h is the state they share.
+ *
  * Output bytes depend only on (address, asset_id, blob) of the included
  * assets: incremental equals clean, on any path.
  *
  * Threads: lane only (plus the workers it starts and joins).
  */
 #define _GNU_SOURCE
-#include <dirent.h>
-#include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,118 +39,13 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#include "internal.h"
-
-#define PACK_NAME "assets.pack"
-#define SURFACE_NAME "addressables.json"
-
-typedef struct {
-    char key[HASH_HEX_LEN + 1];
-    cache_obj obj;
-    cache_stat manifest; /* taken before the manifest was read */
-    bool manifest_ok;    /* that stat may be remembered (not racy) */
-    bool hit, failed, corrupt, memo;
-    const char *code; /* a structural error the scan found, with error */
-    char *path, *error;
-    double ms;
-} result;
-
-typedef struct {
-    op *o;
-    const char *root;
-    int rootfd;
-    snap *cur;
-    char *out_dir; /* absolute */
-    bool clean, verify;
-    bool quiet; /* the --verify rebuild: no events of its own */
-    int jobs;
-    recipe_set *rs;
-    cache *cache;
-    build_item *items;
-    result *res;
-    size_t n;
-    size_t hits, misses, failures;
-    uint64_t bytes;
-    bool up_to_date;
-} build_ctx;
+#include "build.h"
 
 static double now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-/* ---- workers ----------------------------------------------------------- */
-
-typedef struct {
-    build_ctx *b;
-    int (*fn)(build_ctx *b, size_t i, void *worker);
-    void *(*worker_new)(build_ctx *b);
-    void (*worker_free)(void *w);
-    atomic_size_t next, done;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-} pool;
-
-static void *pool_main(void *arg)
-{
-    pool *p = arg;
-    void *w = p->worker_new ? p->worker_new(p->b) : NULL;
-    for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->b->n;) {
-        p->fn(p->b, i, w);
-        if (atomic_fetch_add(&p->done, 1) + 1 == p->b->n) {
-            pthread_mutex_lock(&p->mu); /* the waiter is waiting or will see done */
-            pthread_cond_signal(&p->cv);
-            pthread_mutex_unlock(&p->mu);
-        }
-    }
-    if (p->worker_free)
-        p->worker_free(w);
-    return NULL;
-}
-
-/* Run fn over every item on up to b->jobs threads; the lane thread
- * publishes progress every 100 ms while it waits. */
-static void run_pool(build_ctx *b, size_t work, const char *what,
-                     int (*fn)(build_ctx *, size_t, void *), void *(*worker_new)(build_ctx *),
-                     void (*worker_free)(void *))
-{
-    pool p = {.b = b, .fn = fn, .worker_new = worker_new, .worker_free = worker_free};
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    size_t jobs = (size_t)(b->jobs < 1 ? 1 : b->jobs > 64 ? 64 : b->jobs);
-    jobs = work < jobs ? (work ? work : 1) : jobs;
-    pthread_t t[64];
-    size_t started = 0;
-    for (; b->n && started < jobs; started++)
-        if (pthread_create(&t[started], NULL, pool_main, &p) != 0)
-            break;
-    if (started == 0)
-        pool_main(&p);
-    size_t reported = 0;
-    pthread_mutex_lock(&p.mu);
-    while (atomic_load(&p.done) < b->n) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100000000;
-        if (ts.tv_nsec >= 1000000000)
-            ts.tv_sec++, ts.tv_nsec -= 1000000000;
-        pthread_cond_timedwait(&p.cv, &p.mu, &ts);
-        size_t done = atomic_load(&p.done);
-        if (done != reported && done < b->n) {
-            pthread_mutex_unlock(&p.mu);
-            op_progress(b->o, done, b->n, what);
-            reported = done;
-            pthread_mutex_lock(&p.mu);
-        }
-    }
-    pthread_mutex_unlock(&p.mu);
-    for (size_t i = 0; i < started; i++)
-        pthread_join(t[i], NULL);
-    op_progress(b->o, b->n, b->n, what);
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
 }
 
 /* ---- phase 1: scan ------------------------------------------------------ */
@@ -369,8 +265,9 @@ static void scan_full(build_ctx *b, build_item *it, result *r)
         lookup(b, it, r);
 }
 
-static int scan_one(build_ctx *b, size_t i, void *worker)
+static int scan_one(void *ctx, size_t i, void *worker)
 {
+    build_ctx *b = ctx;
     (void)worker;
     build_item *it = &b->items[i];
     result *r = &b->res[i];
@@ -445,8 +342,9 @@ static bool collect(build_ctx *b)
 }
 
 /* A cached blob about to be packed must still hash to its record. */
-static int verify_one(build_ctx *b, size_t i, void *worker)
+static int verify_one(void *ctx, size_t i, void *worker)
 {
+    build_ctx *b = ctx;
     (void)worker;
     result *r = &b->res[i];
     if (!r->hit || r->obj.type != 'B')
@@ -464,8 +362,9 @@ static int verify_one(build_ctx *b, size_t i, void *worker)
 
 /* ---- phase 3: run recipes ----------------------------------------------- */
 
-static void *runner_make(build_ctx *b)
+static void *runner_make(void *ctx)
 {
+    build_ctx *b = ctx;
     recipe_runner *rr = NULL;
     runner_new(b->rs, b->root, &rr);
     return rr;
@@ -489,8 +388,9 @@ static int store_output(build_ctx *b, build_item *it, result *r, recipe_output *
     return cache_put(b->cache, r->key, 'B', out->bytes, out->len, out->len, c.digest, &r->obj);
 }
 
-static int build_one(build_ctx *b, size_t i, void *worker)
+static int build_one(void *ctx, size_t i, void *worker)
 {
+    build_ctx *b = ctx;
     build_item *it = &b->items[i];
     result *r = &b->res[i];
     if (r->hit || r->failed || r->code)
@@ -512,133 +412,6 @@ static int build_one(build_ctx *b, size_t i, void *worker)
         r->error = pk_strdup(err);
     }
     r->ms += now_ms() - t0;
-    return rc;
-}
-
-/* ---- phase 4: outputs ----------------------------------------------------- */
-
-static char *surface_text(build_ctx *b)
-{
-    cJSON *arr = cJSON_CreateArray();
-    for (size_t i = 0; arr && i < b->n; i++) {
-        cJSON *e = cJSON_CreateObject();
-        if (!e || !cJSON_AddItemToArray(arr, e) ||
-            !json_add_str(e, "address", b->items[i].address) ||
-            !json_add_str(e, "asset_id", b->items[i].asset_id)) {
-            cJSON_Delete(arr);
-            return NULL;
-        }
-    }
-    char *text = json_canonical(arr, false);
-    cJSON_Delete(arr);
-    char *line = text ? pk_asprintf("%s\n", text) : NULL;
-    pk_free(text);
-    return line;
-}
-
-static pack_entry *entries_of(build_ctx *b)
-{
-    pack_entry *v = pk_calloc(b->n + 1, sizeof *v);
-    for (size_t i = 0; v && i < b->n; i++) {
-        const cache_obj *o = &b->res[i].obj;
-        v[i].address = b->items[i].address;
-        v[i].asset_id = b->items[i].asset_id;
-        v[i].size = o->size;
-        memcpy(v[i].hash, o->hash, 16);
-        v[i].blob_offset = o->type == 'B' ? o->offset : 0;
-        v[i].blob_path = o->type == 'B' ? pk_strdup(o->blob_path) : io_join(b->root, o->ref_path);
-        if (!v[i].blob_path) {
-            for (size_t k = 0; k < i; k++)
-                pk_free((char *)v[k].blob_path);
-            pk_free(v);
-            return NULL;
-        }
-    }
-    return v;
-}
-
-static void entries_free(pack_entry *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++)
-        pk_free((char *)v[i].blob_path);
-    pk_free(v);
-}
-
-/* Write the complete output set into dir (which must exist). */
-static int write_outputs(build_ctx *b, const char *dir)
-{
-    pack_entry *v = entries_of(b);
-    char *pack = io_join(dir, PACK_NAME), *surf = io_join(dir, SURFACE_NAME);
-    char *text = surface_text(b);
-    int rc = v && pack && surf && text ? pack_write(pack, v, b->n)
-                                       : pk_err(PACKER_ENOMEM, "out of memory");
-    if (rc == 0)
-        rc = io_write_atomic(surf, text, strlen(text));
-    entries_free(v, b->n);
-    pk_free(pack);
-    pk_free(surf);
-    pk_free(text);
-    return rc;
-}
-
-static int rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (!d)
-        return unlink(path) == 0 || errno == ENOENT ? 0 : pk_err_errno("cannot remove", path);
-    struct dirent *e;
-    int rc = 0;
-    while (rc == 0 && (e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char *p = io_join(path, e->d_name);
-        rc = p ? rm_tree(p) : PACKER_ENOMEM;
-        pk_free(p);
-    }
-    closedir(d);
-    if (rc == 0 && rmdir(path) != 0)
-        rc = pk_err_errno("cannot remove", path);
-    return rc;
-}
-
-static char *parent_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash && slash != path ? pk_strndup(path, (size_t)(slash - path)) : pk_strdup("/");
-}
-
-/* Stage the outputs next to out_dir, then swap them in with one rename. */
-static int publish_outputs(build_ctx *b)
-{
-    char *stage = pk_asprintf("%s.tmp-%ld", b->out_dir, (long)getpid());
-    char *parent = parent_of(b->out_dir);
-    int rc = stage && parent ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
-    if (rc == 0) {
-        rm_tree(stage); /* litter of an earlier crash */
-        rc = io_mkdirs(parent);
-    }
-    if (rc == 0 && mkdir(stage, 0755) != 0)
-        rc = pk_err_errno("cannot create", stage);
-    if (rc == 0)
-        rc = write_outputs(b, stage);
-    if (rc == 0)
-        rc = io_fsync_dir(stage);
-    if (rc == 0) {
-        project_set_state(b->o->p, b->o, PACKER_STATE_COMMITTING);
-        if (io_is_dir(b->out_dir)) {
-            if (renameat2(AT_FDCWD, stage, AT_FDCWD, b->out_dir, RENAME_EXCHANGE) != 0)
-                rc = pk_err_errno("cannot swap in the new outputs", b->out_dir);
-        } else if (rename(stage, b->out_dir) != 0) {
-            rc = pk_err_errno("cannot move the new outputs into place", b->out_dir);
-        }
-        if (rc == 0)
-            rc = io_fsync_dir(parent);
-        project_set_state(b->o->p, b->o, PACKER_STATE_HEALTHY);
-    }
-    if (stage)
-        rm_tree(stage); /* the previous outputs, or a failed stage */
-    pk_free(stage);
-    pk_free(parent);
     return rc;
 }
 
@@ -665,61 +438,6 @@ static void digest_of(build_ctx *b, char out[HASH_HEX_LEN + 1])
     XXH128_canonicalFromHash(&c, XXH3_128bits_digest(st));
     XXH3_freeState(st);
     hash_to_hex(c.digest, out);
-}
-
-/* "size:mtime_ns" of an output file, as recorded after a build. */
-static bool file_stamp(const char *dir, const char *name, char out[64])
-{
-    char *p = io_join(dir, name);
-    struct stat st;
-    bool ok = p && stat(p, &st) == 0;
-    if (ok)
-        snprintf(out, 64, "%lld:%lld:%llu", (long long)st.st_size,
-                 (long long)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec,
-                 (unsigned long long)st.st_ino);
-    pk_free(p);
-    return ok;
-}
-
-static char *state_path(build_ctx *b)
-{
-    return io_join(b->root, ".packer/build-state.json");
-}
-
-static bool outputs_current(build_ctx *b, const char *digest)
-{
-    char *path = state_path(b);
-    cJSON *j = NULL;
-    bool same = false;
-    char pack[64], surf[64];
-    if (path && json_load_file(path, ".packer/build-state.json", &j) == 0 &&
-        file_stamp(b->out_dir, PACK_NAME, pack) && file_stamp(b->out_dir, SURFACE_NAME, surf)) {
-        const char *d = json_get_str(j, "digest"), *p = json_get_str(j, "pack");
-        const char *s = json_get_str(j, "surface");
-        same =
-            d && p && s && strcmp(d, digest) == 0 && strcmp(p, pack) == 0 && strcmp(s, surf) == 0;
-    }
-    cJSON_Delete(j);
-    pk_free(path);
-    return same;
-}
-
-static int save_state(build_ctx *b, const char *digest)
-{
-    char pack[64], surf[64];
-    if (!file_stamp(b->out_dir, PACK_NAME, pack) || !file_stamp(b->out_dir, SURFACE_NAME, surf))
-        return 0;
-    cJSON *j = cJSON_CreateObject();
-    char *path = state_path(b), *text = NULL;
-    if (j && json_add_str(j, "digest", digest) && json_add_str(j, "pack", pack) &&
-        json_add_str(j, "surface", surf))
-        text = json_canonical(j, true);
-    int rc = text && path ? io_write_atomic(path, text, strlen(text))
-                          : pk_err(PACKER_ENOMEM, "out of memory");
-    cJSON_Delete(j);
-    pk_free(path);
-    pk_free(text);
-    return rc;
 }
 
 /* ---- the report ----------------------------------------------------------- */
@@ -823,7 +541,7 @@ static bool report_failures(build_ctx *b)
 /* Phase 1; false when a structural error blocks the build. */
 static bool scan(build_ctx *b)
 {
-    run_pool(b, b->n, "scanning assets", scan_one, NULL, NULL);
+    pool_run(b->o, b->n, b->jobs, b->n, "scanning assets", scan_one, NULL, NULL, b);
     return report_structural(b);
 }
 
@@ -841,10 +559,11 @@ static bool produce(build_ctx *b)
 {
     size_t blobs = count_misses(b, true);
     if (blobs)
-        run_pool(b, blobs, "checking cached outputs", verify_one, NULL, NULL);
+        pool_run(b->o, b->n, b->jobs, blobs, "checking cached outputs", verify_one, NULL, NULL, b);
     size_t misses = count_misses(b, false);
     if (misses)
-        run_pool(b, misses, "running recipes", build_one, runner_make, runner_drop);
+        pool_run(b->o, b->n, b->jobs, misses, "running recipes", build_one, runner_make,
+                 runner_drop, b);
     announce_cache(b);
     return report_failures(b);
 }
@@ -875,32 +594,6 @@ static void remember_assets(build_ctx *b)
     }
 }
 
-/* 0 when the two files have the same bytes; compared in chunks, so memory
- * stays bounded whatever their size. */
-static int compare_file(const char *a, const char *b_path)
-{
-    static _Thread_local char x[1 << 16], y[1 << 16];
-    int fa = open(a, O_RDONLY | O_CLOEXEC), fb = open(b_path, O_RDONLY | O_CLOEXEC);
-    struct stat sa, sb;
-    int rc = fa < 0 || fb < 0 || fstat(fa, &sa) != 0 || fstat(fb, &sb) != 0
-                 ? pk_err_errno("cannot open", fa < 0 ? a : b_path)
-             : sa.st_size != sb.st_size ? PACKER_EREFUSED
-                                        : 0;
-    for (off_t left = sa.st_size; rc == 0 && left > 0;) {
-        size_t want = left < (off_t)sizeof x ? (size_t)left : sizeof x;
-        if (io_read_full(fa, x, want, a) != 0 || io_read_full(fb, y, want, b_path) != 0)
-            rc = PACKER_EIO;
-        else if (memcmp(x, y, want) != 0)
-            rc = PACKER_EREFUSED;
-        left -= (off_t)want;
-    }
-    if (fa >= 0)
-        close(fa);
-    if (fb >= 0)
-        close(fb);
-    return rc;
-}
-
 /* --verify: rebuild everything from scratch into a temporary directory
  * and compare byte for byte with what the build published. */
 static void verify(build_ctx *b)
@@ -912,30 +605,17 @@ static void verify(build_ctx *b)
     v.clean = v.quiet = true;
     char *tmp = pk_asprintf("%s.verify-%ld", b->out_dir, (long)getpid());
     if (tmp)
-        rm_tree(tmp); /* litter of an earlier crash */
-    bool ok = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && scan(&v) &&
-              produce(&v) && mkdir(tmp, 0755) == 0 && write_outputs(&v, tmp) == 0;
-    bool built = ok;
-    const char *names[] = {PACK_NAME, SURFACE_NAME};
-    for (int i = 0; built && i < 2; i++) {
-        char *x = io_join(b->out_dir, names[i]), *y = io_join(tmp, names[i]);
-        if (!x || !y || compare_file(x, y) != 0) {
-            char msg[600];
-            snprintf(msg, sizeof msg, "%s differs from a clean rebuild", names[i]);
-            resp_diag(b->o->r, "error", "verify_mismatch", NULL, names[i], msg);
-            resp_blocker(b->o->r, "verify_mismatch", msg);
-            ok = false;
-        }
-        pk_free(x);
-        pk_free(y);
-    }
+        out_rm_tree(tmp); /* litter of an earlier crash */
+    bool built = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && scan(&v) &&
+                 produce(&v) && mkdir(tmp, 0755) == 0 && out_write(&v, tmp) == 0;
+    bool ok = built && out_same(b, tmp);
     if (!built)
         resp_diag(b->o->r, "error", "verify_failed", NULL, NULL,
                   "the clean rebuild for --verify did not complete");
     if (!ok)
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
     if (tmp)
-        rm_tree(tmp);
+        out_rm_tree(tmp);
     pk_free(tmp);
     items_free(&v);
     cache_close(v.cache);
@@ -994,7 +674,7 @@ static void run_build(build_ctx *b)
         return;
     }
     digest_of(b, digest);
-    b->up_to_date = !b->clean && count_misses(b, false) == 0 && outputs_current(b, digest);
+    b->up_to_date = !b->clean && count_misses(b, false) == 0 && out_current(b, digest);
     bool ok = true;
     if (b->up_to_date)
         announce_cache(b); /* nothing is read, nothing is written */
@@ -1010,11 +690,11 @@ static void run_build(build_ctx *b)
         return;
     }
     /* the cache may have been deleted under outputs that are still right */
-    if (!b->up_to_date && !b->clean && outputs_current(b, digest))
+    if (!b->up_to_date && !b->clean && out_current(b, digest))
         b->up_to_date = true;
-    int rc = b->up_to_date ? 0 : publish_outputs(b);
+    int rc = b->up_to_date ? 0 : out_publish(b);
     if (rc == 0 && !b->up_to_date)
-        rc = save_state(b, digest);
+        rc = out_save_state(b, digest);
     if (rc) {
         resp_status(b->o->r, PACKER_STATUS_FAILED);
         resp_diag(b->o->r, "error", "io_error", NULL, b->out_dir, packer_last_error());

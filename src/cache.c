@@ -22,6 +22,9 @@
  * ("racy", as git calls it) is not remembered. A damaged index line only
  * costs work. The directory is safe to delete at any time.
  *
+ * In memory each index is a strmap whose entries live in one arena
+ * (strmap.c); neither locks, the cache's mutex does.
+ *
  * Threads: lookups and puts from any thread (one mutex guards the maps);
  * cache_memo_put, cache_save, open and close from the lane only.
  */
@@ -43,134 +46,16 @@
 #define OBJ_HEADER 40
 #define RACY_NS 100000000LL /* coarse file timestamps tick every few ms */
 
-/* ---- an arena: the indexes hold tens of thousands of small entries that
- * live exactly as long as the cache; one free at close instead of each -- */
-
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    max_align_t data[];
-} chunk;
-
-typedef struct {
-    chunk *head;
-} arena;
-
-static void *arena_alloc(arena *a, size_t n)
-{
-    n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    chunk *c = a->head;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > (256u << 10) ? n : (256u << 10);
-        if (!(c = pk_malloc(sizeof *c + cap)))
-            return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = a->head;
-        a->head = c;
-    }
-    void *p = (char *)c->data + c->used;
-    c->used += n;
-    memset(p, 0, n);
-    return p;
-}
-
-static char *arena_strdup(arena *a, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *p = s ? arena_alloc(a, n) : NULL;
-    return p ? memcpy(p, s, n) : NULL;
-}
-
-static void arena_free(arena *a)
-{
-    for (chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        pk_free(c);
-    }
-    a->head = NULL;
-}
-
-/* ---- a string-keyed chained hash map; entries embed a map_node ---------- */
-
-typedef struct map_node {
-    struct map_node *next;
-    char *key;
-    uint64_t h;
-    bool used; /* seen by this build: saved; unused entries drop out */
-} map_node;
-
-typedef struct {
-    map_node **b;
-    size_t nb, n;
-    bool dirty;
-} map;
-
-static map_node *map_find(const map *m, const char *key)
-{
-    if (!m->nb)
-        return NULL;
-    uint64_t h = hash64(key);
-    for (map_node *e = m->b[h & (m->nb - 1)]; e; e = e->next)
-        if (e->h == h && strcmp(e->key, key) == 0)
-            return e;
-    return NULL;
-}
-
-/* Add e (its key set, not yet in m). */
-static int map_add(map *m, map_node *e)
-{
-    if (m->n + 1 > m->nb) {
-        size_t nb = m->nb ? m->nb * 2 : 1024;
-        map_node **b = pk_calloc(nb, sizeof *b);
-        if (!b)
-            return pk_err(PACKER_ENOMEM, "out of memory");
-        for (size_t i = 0; i < m->nb; i++)
-            for (map_node *x = m->b[i], *next; x; x = next) {
-                next = x->next;
-                x->next = b[x->h & (nb - 1)];
-                b[x->h & (nb - 1)] = x;
-            }
-        pk_free(m->b);
-        m->b = b;
-        m->nb = nb;
-    }
-    e->h = hash64(e->key);
-    e->next = m->b[e->h & (m->nb - 1)];
-    m->b[e->h & (m->nb - 1)] = e;
-    m->n++;
-    return 0;
-}
-
-/* The used entries, sorted by key (saved files are deterministic). */
-static int cmp_node(const void *a, const void *b)
-{
-    return strcmp((*(map_node *const *)a)->key, (*(map_node *const *)b)->key);
-}
-
-static map_node **map_used_sorted(const map *m, size_t *n)
-{
-    map_node **v = pk_malloc((m->n + 1) * sizeof *v);
-    *n = 0;
-    for (size_t i = 0; v && i < m->nb; i++)
-        for (map_node *e = m->b[i]; e; e = e->next)
-            if (e->used)
-                v[(*n)++] = e;
-    if (v)
-        qsort(v, *n, sizeof *v, cmp_node);
-    return v;
-}
-
 /* ---- entries ------------------------------------------------------------ */
 
 typedef struct {
-    map_node node; /* key: workspace-relative path */
+    strmap_node node; /* key: workspace-relative path */
     char hash[HASH_HEX_LEN + 1];
     cache_stat st;
 } stat_entry;
 
 typedef struct {
-    map_node node; /* key: cache key */
+    strmap_node node; /* key: cache key */
     char type;
     uint64_t size;
     unsigned char hash[16];
@@ -178,43 +63,43 @@ typedef struct {
 } obj_entry;
 
 typedef struct {
-    map_node node; /* key: asset id */
+    strmap_node node; /* key: asset id */
     cache_memo m;
 } memo_entry;
 
 struct cache {
     char *dir; /* .packer/cache */
-    map stats, objs, memos;
+    strmap stats, objs, memos;
     arena mem; /* every entry and its strings; under mu once workers run */
     pthread_mutex_t mu;
     atomic_ulong tmp_counter;
 };
 
 /* A new entry for key, not yet in any map. */
-static map_node *entry_new(cache *c, const char *key, size_t size)
+static strmap_node *entry_new(cache *c, const char *key, size_t size)
 {
-    map_node *e = arena_alloc(&c->mem, size);
+    strmap_node *e = arena_alloc(&c->mem, size);
     if (e && !(e->key = arena_strdup(&c->mem, key)))
         e = NULL;
     return e;
 }
 
 /* Find or add the entry for key; *fresh tells which. Under c->mu. */
-static map_node *entry_for(cache *c, map *m, const char *key, size_t size, bool *fresh)
+static strmap_node *entry_for(cache *c, strmap *m, const char *key, size_t size, bool *fresh)
 {
-    map_node *e = map_find(m, key);
+    strmap_node *e = strmap_find(m, key);
     *fresh = !e;
-    if (!e && (e = entry_new(c, key, size)) && map_add(m, e) != 0)
+    if (!e && (e = entry_new(c, key, size)) && strmap_add(m, e) != 0)
         e = NULL;
     return e;
 }
 
 /* While loading, keys are unique (the files are written from maps), so
  * there is no need to look before adding. */
-static map_node *entry_load(cache *c, map *m, const char *key, size_t size)
+static strmap_node *entry_load(cache *c, strmap *m, const char *key, size_t size)
 {
-    map_node *e = entry_new(c, key, size);
-    return e && map_add(m, e) == 0 ? e : NULL;
+    strmap_node *e = entry_new(c, key, size);
+    return e && strmap_add(m, e) == 0 ? e : NULL;
 }
 
 /* ---- stat ------------------------------------------------------------------ */
@@ -434,7 +319,7 @@ static void text_add(text *t, const char *fmt, ...)
     }
 }
 
-static void stat_line(text *t, const map_node *n)
+static void stat_line(text *t, const strmap_node *n)
 {
     const stat_entry *e = (const stat_entry *)n;
     text_add(t, "%s %llu %lld %lld %llu %s\n", e->hash, (unsigned long long)e->st.size,
@@ -442,7 +327,7 @@ static void stat_line(text *t, const map_node *n)
              n->key);
 }
 
-static void obj_line(text *t, const map_node *n)
+static void obj_line(text *t, const strmap_node *n)
 {
     const obj_entry *e = (const obj_entry *)n;
     char hex[HASH_HEX_LEN + 1];
@@ -451,7 +336,7 @@ static void obj_line(text *t, const map_node *n)
              e->ref_path ? " " : "", e->ref_path ? e->ref_path : "");
 }
 
-static void memo_line(text *t, const map_node *n)
+static void memo_line(text *t, const strmap_node *n)
 {
     const cache_memo *m = &((const memo_entry *)n)->m;
     text_add(t, "%s\t%s\t%s\t%s\t%s\t%llu\t%lld\t%lld\t%llu\t%s\t%zu", n->key, m->address, m->root,
@@ -463,12 +348,13 @@ static void memo_line(text *t, const map_node *n)
     text_add(t, "\n");
 }
 
-static int save_index(cache *c, map *m, const char *name, void (*line_fn)(text *, const map_node *))
+static int save_index(cache *c, strmap *m, const char *name,
+                      void (*line_fn)(text *, const strmap_node *))
 {
     if (!m->dirty)
         return 0;
     size_t n;
-    map_node **v = map_used_sorted(m, &n);
+    strmap_node **v = strmap_used_sorted(m, &n);
     text t = {0};
     for (size_t i = 0; v && i < n; i++)
         line_fn(&t, v[i]);
@@ -485,11 +371,11 @@ static int save_index(cache *c, map *m, const char *name, void (*line_fn)(text *
 
 /* An index is rewritten when something was added, or something it holds
  * went unused (it then drops out). */
-static void settle(map *m)
+static void settle(strmap *m)
 {
     size_t used = 0;
     for (size_t i = 0; i < m->nb; i++)
-        for (map_node *e = m->b[i]; e; e = e->next)
+        for (strmap_node *e = m->b[i]; e; e = e->next)
             used += e->used;
     if (used != m->n)
         m->dirty = true;
@@ -512,7 +398,7 @@ bool cache_input_known(cache *c, const char *path, const cache_stat *st,
                        char hash[HASH_HEX_LEN + 1])
 {
     pthread_mutex_lock(&c->mu);
-    stat_entry *e = (stat_entry *)map_find(&c->stats, path);
+    stat_entry *e = (stat_entry *)strmap_find(&c->stats, path);
     bool hit = e && cache_stat_same(&e->st, st);
     if (hit) {
         memcpy(hash, e->hash, HASH_HEX_LEN + 1);
@@ -558,7 +444,7 @@ int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_
 const cache_memo *cache_memo_get(cache *c, const char *asset_id)
 {
     pthread_mutex_lock(&c->mu);
-    memo_entry *e = (memo_entry *)map_find(&c->memos, asset_id);
+    memo_entry *e = (memo_entry *)strmap_find(&c->memos, asset_id);
     if (e)
         e->node.used = true;
     pthread_mutex_unlock(&c->mu);
@@ -743,7 +629,7 @@ int cache_get(cache *c, const char *key, cache_obj *out)
 {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&c->mu);
-    obj_entry *e = (obj_entry *)map_find(&c->objs, key);
+    obj_entry *e = (obj_entry *)strmap_find(&c->objs, key);
     char type = e ? e->type : 0;
     uint64_t size = e ? e->size : 0;
     unsigned char hash[16];

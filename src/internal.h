@@ -387,6 +387,41 @@ void runner_free(recipe_runner *rr);
 int runner_run(recipe_runner *rr, const build_item *it, recipe_output *out, char *err,
                size_t errlen);
 
+/* ---- strmap.c: an arena and a string-keyed hash map (callers lock) ---- */
+
+/* Zero-initialize; memory lives until arena_free releases all of it. */
+typedef struct {
+    struct arena_chunk *head;
+} arena;
+
+/* n zeroed bytes aligned for any type; NULL when out of memory. */
+void *arena_alloc(arena *a, size_t n);
+/* A copy of s in the arena; NULL when out of memory. */
+char *arena_strdup(arena *a, const char *s);
+void arena_free(arena *a);
+
+/* Entries embed a strmap_node as their first member (key set by the owner). */
+typedef struct strmap_node {
+    struct strmap_node *next;
+    char *key;
+    uint64_t h;
+    bool used; /* seen by this build: saved; unused entries drop out */
+} strmap_node;
+
+/* Zero-initialize; the owner frees b (pk_free) and the entries. */
+typedef struct {
+    strmap_node **b;
+    size_t nb, n;
+    bool dirty;
+} strmap;
+
+strmap_node *strmap_find(const strmap *m, const char *key);
+/* Add e (its key set, not yet in m). */
+int strmap_add(strmap *m, strmap_node *e);
+/* The used entries, sorted by key (saved files are deterministic); caller
+ * frees the array (pk_free). NULL when out of memory. */
+strmap_node **strmap_used_sorted(const strmap *m, size_t *n);
+
 /* ---- cache.c: input hashes by stat, recipe outputs by key -------------- */
 
 struct stat;
@@ -569,6 +604,18 @@ void svc_build(op *o);
 void svc_list_assets(op *o);
 void svc_get_asset_details(op *o);
 void svc_status(op *o);
+
+/* ---- pool.c: the worker pool ------------------------------------------- */
+
+/* Run item i with the worker's state; the return value is ignored. */
+typedef int (*pool_fn)(void *ctx, size_t i, void *worker);
+/* Run fn(ctx, i, worker) for every i in 0..n-1 on up to `jobs` threads
+ * (clamped to 1..64, and to `work` when fewer items have work to do);
+ * worker_new(ctx) makes each thread's worker state and worker_free frees
+ * it (both optional, NULL). The caller publishes op_progress on o as
+ * "what" every 100 ms until all are done. Lane. */
+void pool_run(op *o, size_t n, int jobs, size_t work, const char *what, pool_fn fn,
+              void *(*worker_new)(void *ctx), void (*worker_free)(void *w), void *ctx);
 
 /* ---- doctor.c, doctor_ctx.c, fix.c: the doctor ------------------------- */
 
