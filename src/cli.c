@@ -137,8 +137,17 @@ static void print_human(const cJSON *root)
 
 typedef void (*printer)(const cJSON *root);
 
+/* How a command shows a response: `print` renders an ok response (other
+ * statuses get print_human) or any response with any_status; exit_of
+ * gives the exit code. */
+typedef struct {
+    printer print;
+    bool any_status;
+    int (*exit_of)(const cJSON *root);
+} rendering;
+
 /* Run a service and report its response; returns the exit code. */
-static int call(cli *c, const char *service, cJSON *params, printer print)
+static int call_as(cli *c, const char *service, cJSON *params, const rendering *how)
 {
     char *text = params ? json_canonical(params, false) : NULL;
     cJSON_Delete(params);
@@ -151,13 +160,20 @@ static int call(cli *c, const char *service, cJSON *params, printer print)
     if (c->progress)
         fputs("\r\033[K", stderr);
     const cJSON *root = response_root(r);
+    bool ok = strcmp(json_get_str(root, "status"), "ok") == 0;
     if (c->json)
         print_json(r);
     else
-        (print && strcmp(json_get_str(root, "status"), "ok") == 0 ? print : print_human)(root);
-    int code = exit_code_of(root);
+        (how->print && (ok || how->any_status) ? how->print : print_human)(root);
+    int code = how->exit_of(root);
     packer_response_free(r);
     return code;
+}
+
+static int call(cli *c, const char *service, cJSON *params, printer print)
+{
+    const rendering how = {print, false, exit_code_of};
+    return call_as(c, service, params, &how);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -541,24 +557,8 @@ static int cmd_doctor(cli *c, int argc, char **argv)
         cJSON_AddTrueToObject(params, "consent");
     if (plan)
         json_add_str(params, "plan_id", plan);
-    char *text = json_canonical(params, false);
-    cJSON_Delete(params);
-    packer_response *r = NULL;
-    rc = packer_call(c->p, "doctor", text, &r);
-    pk_free(text);
-    if (rc)
-        return fail_early(c, rc);
-    packer_bus_flush(c->bus);
-    if (c->progress)
-        fputs("\r\033[K", stderr);
-    const cJSON *root = response_root(r);
-    if (c->json)
-        print_json(r);
-    else
-        cli_print_doctor(root);
-    int code = doctor_exit(root);
-    packer_response_free(r);
-    return code;
+    const rendering how = {cli_print_doctor, true, doctor_exit};
+    return call_as(c, "doctor", params, &how);
 }
 
 static int cmd_quarantine(cli *c, int argc, char **argv)

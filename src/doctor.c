@@ -630,7 +630,7 @@ void svc_doctor(op *o)
     pk_free(d.memo);
     cJSON_Delete(d.diags);
     cJSON_Delete(d.actions);
-    fix_targets_free(d.targets);
+    fix_targets_free(&d);
     cJSON_Delete(d.config);
     recipes_free(d.rs);
     scan_free(d.sc);

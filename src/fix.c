@@ -157,88 +157,36 @@ int fix_from_lua(doc_run *d, lua_State *L, int idx, cJSON **out, char *err, size
 
 /* first target -> its action: two rules acting on one file (a stray file
  * that is also undeclared) give one action, the first rule's */
-
-typedef struct target_set {
-    const char **keys; /* borrowed from the actions' target strings */
-    const cJSON **vals;
-    size_t cap, n;
-} target_set;
-
-static const cJSON *targets_get(doc_run *d, const char *key)
-{
-    target_set *t = d->targets;
-    if (!t || !t->n)
-        return NULL;
-    for (size_t i = hash64(key) & (t->cap - 1); t->keys[i]; i = (i + 1) & (t->cap - 1))
-        if (strcmp(t->keys[i], key) == 0)
-            return t->vals[i];
-    return NULL;
-}
-
-static bool targets_grow(doc_run *d)
-{
-    target_set *old = d->targets, *t = pk_calloc(1, sizeof *t);
-    size_t cap = old ? old->cap * 2 : 64;
-    if (!t || !(t->keys = pk_calloc(cap, sizeof *t->keys)) ||
-        !(t->vals = pk_calloc(cap, sizeof *t->vals))) {
-        if (t)
-            pk_free(t->keys);
-        pk_free(t);
-        return false;
-    }
-    t->cap = cap;
-    for (size_t k = 0; old && k < old->cap; k++) {
-        if (!old->keys[k])
-            continue;
-        size_t i = hash64(old->keys[k]) & (cap - 1);
-        while (t->keys[i])
-            i = (i + 1) & (cap - 1);
-        t->keys[i] = old->keys[k];
-        t->vals[i] = old->vals[k];
-        t->n++;
-    }
-    fix_targets_free(old);
-    d->targets = t;
-    return true;
-}
-
-void fix_targets_free(target_set *t)
-{
-    if (!t)
-        return;
-    pk_free(t->keys);
-    pk_free(t->vals);
-    pk_free(t);
-}
-
-/* Add act (then owned by d->actions) under key; false when out of memory. */
-static bool targets_put(doc_run *d, const char *key, cJSON *act)
-{
-    if ((!d->targets || (d->targets->n + 1) * 2 > d->targets->cap) && !targets_grow(d))
-        return false;
-    if (!cJSON_AddItemToArray(d->actions, act))
-        return false;
-    target_set *t = d->targets;
-    size_t i = hash64(key) & (t->cap - 1);
-    while (t->keys[i])
-        i = (i + 1) & (t->cap - 1);
-    t->keys[i] = key;
-    t->vals[i] = act;
-    t->n++;
-    return true;
-}
+typedef struct {
+    strmap_node node; /* key: the action's first target (borrowed) */
+    const cJSON *action;
+} target_entry;
 
 void fix_propose(doc_run *d, cJSON *diag, cJSON *act)
 {
-    const char *target = cJSON_GetArrayItem(cJSON_GetObjectItem(act, "targets"), 0)->valuestring;
-    const cJSON *same = targets_get(d, target);
-    json_add_str(diag, "fix", json_get_str(same ? same : act, "id"));
+    char *target = cJSON_GetArrayItem(cJSON_GetObjectItem(act, "targets"), 0)->valuestring;
+    const target_entry *same = (const target_entry *)strmap_find(&d->targets, target);
+    json_add_str(diag, "fix", json_get_str(same ? same->action : act, "id"));
     if (same) {
         cJSON_Delete(act);
-    } else if (!targets_put(d, target, act)) {
+        return;
+    }
+    target_entry *e = arena_alloc(&d->targets_arena, sizeof *e);
+    if (!e || !cJSON_AddItemToArray(d->actions, act)) {
         cJSON_Delete(act);
         resp_oom(d->o->r);
+        return;
     }
+    e->node.key = target; /* lives as long as the action, in d->actions */
+    e->action = act;
+    if (strmap_add(&d->targets, &e->node) != 0)
+        resp_oom(d->o->r);
+}
+
+void fix_targets_free(doc_run *d)
+{
+    pk_free(d->targets.b);
+    arena_free(&d->targets_arena);
 }
 
 /* ---- the plan id ---------------------------------------------------------- */

@@ -661,7 +661,8 @@ typedef struct doc_run {
     cJSON *diags;   /* diagnostic objects, in report order */
     size_t ndiags;  /* their number (cJSON counts by walking the list) */
     cJSON *actions; /* proposed actions, unique ids */
-    struct target_set *targets; /* first target -> its action, for one action per target */
+    strmap targets; /* first target -> its action: one action per target */
+    arena targets_arena;
     const char *rule_id, *rule_class, *rule_severity; /* the rule running */
 } doc_run;
 
@@ -701,7 +702,7 @@ int fix_from_lua(doc_run *d, struct lua_State *L, int idx, cJSON **out, char *er
 /* Propose act (taken) for diag: the diagnostic's "fix" names it, or the
  * action already proposed for the same target. */
 void fix_propose(doc_run *d, cJSON *diag, cJSON *act);
-void fix_targets_free(struct target_set *t);
+void fix_targets_free(doc_run *d);
 /* Id of the current plan: the actions and the on-disk state of every
  * target, so a plan applied after the workspace changed is refused. */
 void fix_plan_id(doc_run *d, char out[HASH_HEX_LEN + 1]);
