@@ -577,8 +577,8 @@ static void remember_assets(build_ctx *b)
         const char *why, *rid = it->kind ? recipes_id(b->rs, it->kind, &why) : NULL;
         if (r->memo || !r->manifest_ok || r->failed || r->code || !r->obj.type || !rid)
             continue;
-        char *paths[50];
-        if (it->ninputs > 50)
+        char *paths[CACHE_MEMO_MAX_INPUTS];
+        if (it->ninputs > CACHE_MEMO_MAX_INPUTS)
             continue;
         for (size_t k = 0; k < it->ninputs; k++)
             paths[k] = it->inputs[k].path;

@@ -461,7 +461,7 @@ int cache_memo_put(cache *c, const char *asset_id, const cache_memo *m)
     bool ok = plain(asset_id) && plain(m->address) && plain(m->root) && plain(m->kind);
     for (size_t i = 0; ok && i < m->ninputs; i++)
         ok = plain(m->inputs[i]);
-    if (!ok || m->ninputs > 50)
+    if (!ok || m->ninputs > CACHE_MEMO_MAX_INPUTS)
         return 0; /* not representable: that asset simply takes the long way */
     bool fresh;
     pthread_mutex_lock(&c->mu);

@@ -448,7 +448,9 @@ bool cache_stat_same(const cache_stat *a, const cache_stat *b);
  * leave the stat as it is. Such stats are never remembered. */
 bool cache_stat_racy(const cache_stat *s);
 
-/* What one asset's last successful build depended on (assets-index). */
+/* What one asset's last successful build depended on (assets-index). An
+ * asset with more inputs than CACHE_MEMO_MAX_INPUTS is never memoized. */
+#define CACHE_MEMO_MAX_INPUTS 50
 typedef struct {
     char *address, *root, *kind;
     char recipe_id[HASH_HEX_LEN + 1], key[HASH_HEX_LEN + 1];
