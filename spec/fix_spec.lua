@@ -156,3 +156,83 @@ describe("doctor fix", function()
     assert.equal(1, code)
   end)
 end)
+
+-- A root moved inside the workspace: re-pointed only when its content proves it.
+describe("doctor fix re-points a moved root", function()
+  local ws, p, id
+  before_each(function()
+    ws = support.workspace()
+    support.write(ws .. "/a/hero/asset.json",
+      '{"address": "sprites/hero", "inputs": ["hero.png"], "kind": "raw"}\n')
+    support.write(ws .. "/a/hero/hero.png", "pixels")
+    p = assert(packer.open(ws))
+    local r = p:register_asset({ "a/hero" })
+    id = r.affected_assets[1]
+    support.settle() -- stats younger than 100 ms are not remembered
+    assert.equal("ok", p:build().status) -- the build remembers what the asset read
+    assert(os.rename(ws .. "/a/hero", ws .. "/a/heroes"))
+  end)
+  after_each(function() p:close(); support.rmtree(ws) end)
+
+  local function repoint_of(r)
+    for _, a in ipairs(r.proposed_actions) do
+      if a.kind == "repoint_root" then return a end
+    end
+  end
+
+  it("proposes a safe repoint_root, applies it, and the build is unchanged", function()
+    local before = support.read(ws .. "/build/assets.pack")
+    local r = p:doctor({ fix = true })
+    assert.equal("preview", r.status)
+    local a = repoint_of(r)
+    assert.equal("safe", a.safety)
+    assert.same({ "a/heroes" }, a.targets)
+    assert.equal(id, a.asset_id)
+    assert.matches("now at a/heroes", r.diagnostics[1].message, 1, true)
+    assert.equal("a/hero", p:get_asset_details(id).data.asset.root)
+    r = p:doctor({ fix = true, apply = true, plan_id = r.data.plan_id })
+    assert.equal("ok", r.status, r.summary)
+    assert.equal("repoint_root", r.applied_actions[1].kind)
+    assert.equal("a/heroes", p:get_asset_details(id).data.asset.root)
+    assert.equal(0, p:doctor().data.counts.errors)
+    assert.equal("ok", p:build({ clean = true }).status)
+    assert.equal(before, support.read(ws .. "/build/assets.pack"))
+    -- what was committed is on disk: a fresh process sees it
+    local code, out = support.cli(ws, "show", id)
+    assert.equal(0, code)
+    assert.matches("a/heroes", out, 1, true)
+  end)
+
+  it("proposes nothing when the moved content differs", function()
+    support.write(ws .. "/a/heroes/hero.png", "repainted")
+    local r = p:doctor({ fix = true })
+    assert.is_nil(repoint_of(r))
+    assert.equal("root_missing", r.diagnostics[1].code)
+  end)
+
+  it("proposes nothing without a build that recorded the content", function()
+    support.rmtree(ws .. "/.packer/cache")
+    assert.is_nil(repoint_of(p:doctor({ fix = true })))
+  end)
+
+  it("proposes nothing while the old root is still there (a copy, not a move)", function()
+    os.execute("cp -r " .. support.quote(ws .. "/a/heroes") .. " " .. support.quote(ws .. "/a/hero"))
+    assert.is_nil(repoint_of(p:doctor({ fix = true })))
+  end)
+
+  it("never applies a repoint another rule proposes without the proof", function()
+    support.write(ws .. "/a/heroes/hero.png", "repainted") -- no proven move either
+    support.write(ws .. "/a/other/asset.json", '{"kind": "raw", "inputs": ["o.png"]}')
+    support.write(ws .. "/a/other/o.png", "other")
+    support.write(ws .. "/rules/lie.lua", string.format([[return { id = "lie",
+      class = "hygiene", scope = "registered",
+      check = function(ctx) ctx:report{ code = "lie", message = "m", path = "a/other" } end,
+      fix = function() return { kind = "repoint_root", asset = %q,
+                                targets = { "a/other" } } end }]], id))
+    local r = p:doctor({ fix = true, apply = true })
+    local failed
+    for _, d in ipairs(r.diagnostics) do if d.code == "action_failed" then failed = d end end
+    assert.matches("does not hold what the last build", failed.message, 1, true)
+    assert.equal("a/hero", p:get_asset_details(id).data.asset.root)
+  end)
+end)

@@ -161,15 +161,15 @@ static void key_add(XXH3_state_t *st, const char *s)
     XXH3_128bits_update(st, s, strlen(s) + 1); /* with the NUL: unambiguous */
 }
 
-static int compute_key(build_ctx *b, build_item *it, result *r)
+/* The cache key of it, built by the recipe with identity recipe_id. */
+static int compute_key(const char *recipe_id, const build_item *it, result *r)
 {
-    const char *why;
     XXH3_state_t *st = XXH3_createState();
     if (!st)
         return pk_err(PACKER_ENOMEM, "out of memory");
     XXH3_128bits_reset(st);
     key_add(st, "packer-build-1");
-    key_add(st, recipes_id(b->rs, it->kind, &why));
+    key_add(st, recipe_id);
     key_add(st, it->asset_id);
     key_add(st, it->address);
     key_add(st, it->manifest_text);
@@ -260,9 +260,28 @@ static void scan_full(build_ctx *b, build_item *it, result *r)
             return;
         }
     }
-    compute_key(b, it, r);
+    const char *why;
+    compute_key(recipes_id(b->rs, it->kind, &why), it, r);
     if (!b->clean)
         lookup(b, it, r);
+}
+
+bool build_root_proves(const char *root, int rootfd, recipe_set *rs, cache *c, const char *asset_id,
+                       const char *cand)
+{
+    const cache_memo *m = cache_memo_get(c, asset_id);
+    if (!m || !m->kind)
+        return false;
+    build_ctx b = {.root = root, .rootfd = rootfd, .rs = rs, .cache = c, .clean = true};
+    build_item it = {.asset_id = asset_id, .address = m->address, .root = cand};
+    result r = {0};
+    scan_full(&b, &it, &r);
+    bool same = !r.code && !r.failed && it.ninputs == m->ninputs &&
+                compute_key(m->recipe_id, &it, &r) == 0 && strcmp(r.key, m->key) == 0;
+    item_clear(&it);
+    pk_free(r.path);
+    pk_free(r.error);
+    return same;
 }
 
 static int scan_one(void *ctx, size_t i, void *worker)
@@ -294,6 +313,18 @@ static bool report_structural(build_ctx *b)
         resp_blocker(b->o->r, r->code, r->error);
         ok = false;
     }
+    size_t n = 0;
+    const asset_rec *const *all = snap_all(b->cur, &n);
+    for (size_t i = 1; all && i < n; i++) /* sorted by root */
+        if (strcmp(all[i - 1]->root, all[i]->root) == 0 &&
+            (all[i - 1]->included || all[i]->included)) {
+            char msg[700];
+            snprintf(msg, sizeof msg, "%s: registered twice, as %s and %s", all[i]->root,
+                     all[i - 1]->id, all[i]->id);
+            resp_diag(b->o->r, "error", "duplicate_root", all[i]->id, all[i]->root, msg);
+            resp_blocker(b->o->r, "duplicate_root", msg);
+            ok = false;
+        }
     for (size_t i = 1; i < b->n; i++)
         if (strcmp(b->items[i - 1].address, b->items[i].address) == 0) {
             char msg[700];

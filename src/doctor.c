@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -601,7 +602,7 @@ void svc_doctor(op *o)
     limits lim;
     if (!parse_limits(o, &lim))
         return;
-    doc_run d = {.o = o, .root = project_root_dir(o->p)};
+    doc_run d = {.o = o, .root = project_root_dir(o->p), .rootfd = -1};
     d.workspace = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o->params, "workspace"));
     d.fix = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o->params, "fix")) ||
             cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o->params, "apply"));
@@ -626,6 +627,7 @@ void svc_doctor(op *o)
         pk_free(m->text);
         manifest_free(m->m);
         pk_free(m->error);
+        pk_free(m->moved);
     }
     pk_free(d.memo);
     cJSON_Delete(d.diags);
@@ -634,6 +636,9 @@ void svc_doctor(op *o)
     cJSON_Delete(d.config);
     recipes_free(d.rs);
     scan_free(d.sc);
+    cache_close(d.cache);
+    if (d.rootfd >= 0)
+        close(d.rootfd);
     dup_groups_free(d.dups, d.ndups);
     snap_unref(d.cur);
     project_end_write(o->p);

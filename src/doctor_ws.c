@@ -1,7 +1,8 @@
 /*
  * doctor_ws.c - the workspace side of the ctx doctor rules receive:
  * ctx:files(), ctx:roots(), ctx:duplicates(), ctx:cache(), ctx:quarantine(),
- * and the prefetch that walks the workspace and looks for duplicate
+ * ctx:moved_root() (where a missing root went, proven by content), and the
+ * prefetch that walks the workspace and looks for duplicate
  * content on another core while the registered-world rules run.
  *
  * Invariants: the walk and the duplicate search happen at most once per
@@ -15,12 +16,15 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -124,6 +128,51 @@ static int ctx_roots(lua_State *L)
             doctor_set_str(L, "asset_id", a->id);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+    return 1;
+}
+
+/* Proving a move hashes the candidate's inputs, so each asset is looked at
+ * once per run, and only once its root is found missing. */
+const char *doctor_moved_root(doc_run *d, const char *asset_id, int *rc)
+{
+    *rc = 0;
+    long i = doctor_index(d, asset_id);
+    doc_asset *m = i >= 0 ? &d->memo[i] : NULL;
+    if (!m || m->moved_done)
+        return m ? m->moved : NULL;
+    struct stat st;
+    const asset_rec *a = d->all[i];
+    if (d->rootfd < 0)
+        d->rootfd = open(d->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d->rootfd < 0 || fstatat(d->rootfd, a->root, &st, AT_SYMLINK_NOFOLLOW) == 0 ||
+        errno != ENOENT)
+        return NULL; /* there is no move to prove while the old root is there */
+    if ((*rc = doctor_scan(d)) != 0 || (!d->cache && (*rc = cache_open(d->root, false, &d->cache))))
+        return NULL;
+    m->moved_done = true;
+    for (size_t k = 0; k < d->sc->nroots && !m->moved; k++) {
+        const char *cand = d->sc->roots[k];
+        if (!snap_by_root(d->cur, cand) &&
+            build_root_proves(d->root, d->rootfd, d->rs, d->cache, asset_id, cand) &&
+            !(m->moved = pk_strdup(cand)))
+            *rc = pk_err(PACKER_ENOMEM, "out of memory");
+    }
+    return m->moved;
+}
+
+/* ctx:moved_root(asset_id): where the missing root of asset_id went, by
+ * content, or nil. */
+static int ctx_moved_root(lua_State *L)
+{
+    doc_run *d = doctor_run_of(L);
+    const char *id = luaL_checkstring(L, 2);
+    if (doctor_index(d, id) < 0)
+        luaL_argerror(L, 2, "not a registered asset id");
+    int rc;
+    const char *to = doctor_moved_root(d, id, &rc);
+    if (rc)
+        return luaL_error(L, "looking for the moved root of %s: %s", id, packer_last_error());
+    lua_pushstring(L, to);
     return 1;
 }
 
@@ -271,9 +320,10 @@ static int ctx_quarantine(lua_State *L)
 /* ctx:report{code = ..., message = ..., severity?, asset_id?, path?} */
 void doctor_ws_methods(lua_State *L, doc_run *d)
 {
-    static const luaL_Reg methods[] = {{"files", ctx_files},           {"roots", ctx_roots},
-                                       {"duplicates", ctx_duplicates}, {"cache", ctx_cache},
-                                       {"quarantine", ctx_quarantine}, {NULL, NULL}};
+    static const luaL_Reg methods[] = {
+        {"files", ctx_files}, {"roots", ctx_roots},           {"duplicates", ctx_duplicates},
+        {"cache", ctx_cache}, {"quarantine", ctx_quarantine}, {"moved_root", ctx_moved_root},
+        {NULL, NULL}};
     lua_pushlightuserdata(L, d);
     luaL_setfuncs(L, methods, 1);
 }

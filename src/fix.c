@@ -11,9 +11,14 @@
  *   drop_cache_entry   safe          delete a stale .packer/cache/ entry
  *   delete_file        destructive   delete the files (never directories)
  *   quarantine         relocational  move into .packer/quarantine/ (reversible)
+ *   repoint_root       safe          point asset's registry entry at the target,
+ *                                    the directory its missing root moved to
  *
  * Invariants: every target is confined to the workspace; only
- * drop_cache_entry may touch .packer/, and only under .packer/cache/.
+ * drop_cache_entry may touch .packer/, and only under .packer/cache/. A
+ * repoint_root is applied only while packer itself proves the move (the
+ * old root is gone, the new one is unregistered and holds exactly what the
+ * asset's last build read), whichever rule proposed it.
  * Safe actions are applied by an apply; destructive and relocational ones
  * only with consent, otherwise they stay proposed and are named in
  * blockers. The plan id hashes the snapshot generation, the actions and
@@ -37,10 +42,8 @@ typedef struct {
 } action_kind;
 
 static const action_kind KINDS[] = {
-    {"rewrite_manifest", "safe"},
-    {"drop_cache_entry", "safe"},
-    {"delete_file", "destructive"},
-    {"quarantine", "relocational"},
+    {"rewrite_manifest", "safe"},   {"drop_cache_entry", "safe"}, {"delete_file", "destructive"},
+    {"quarantine", "relocational"}, {"repoint_root", "safe"},
 };
 
 const char *fix_safety(const char *kind)
@@ -127,8 +130,15 @@ int fix_from_lua(doc_run *d, lua_State *L, int idx, cJSON **out, char *err, size
     if (!safety) {
         snprintf(err, errlen,
                  "fix(): unknown action kind \"%s\" (rewrite_manifest, drop_cache_entry, "
-                 "delete_file, quarantine)",
+                 "delete_file, quarantine, repoint_root)",
                  kind ? kind : "nil");
+        rc = PACKER_EPARSE;
+    }
+    lua_getfield(L, idx, "asset");
+    const char *asset = lua_tostring(L, -1);
+    bool repoint = rc == 0 && strcmp(kind, "repoint_root") == 0;
+    if (repoint && (!asset || doctor_index(d, asset) < 0)) {
+        snprintf(err, errlen, "fix(): repoint_root needs \"asset\", a registered asset id");
         rc = PACKER_EPARSE;
     }
     cJSON *targets = rc == 0 ? targets_of(d, L, idx, kind, err, errlen) : NULL;
@@ -138,7 +148,8 @@ int fix_from_lua(doc_run *d, lua_State *L, int idx, cJSON **out, char *err, size
         char *id = pk_asprintf("%s:%s", kind, cJSON_GetArrayItem(targets, 0)->valuestring);
         cJSON *a = id ? resp_action(id, kind, safety, desc ? desc : kind) : NULL;
         pk_free(id);
-        if (a && json_add_str(a, "rule", d->rule_id)) {
+        if (a && json_add_str(a, "rule", d->rule_id) &&
+            (!repoint || json_add_str(a, "asset_id", asset))) {
             cJSON_ReplaceItemInObjectCaseSensitive(a, "targets", targets);
             targets = NULL;
             *out = a;
@@ -149,7 +160,7 @@ int fix_from_lua(doc_run *d, lua_State *L, int idx, cJSON **out, char *err, size
         }
     }
     cJSON_Delete(targets);
-    lua_pop(L, 2);
+    lua_pop(L, 3);
     return rc;
 }
 
@@ -264,6 +275,39 @@ static int delete_one(const char *root, const char *rel)
     return rc;
 }
 
+/* Re-point asset id at root `to` once the move is proven again, against
+ * the latest snapshot: an earlier action of this apply may have committed. */
+static int repoint(doc_run *d, const char *id, const char *to)
+{
+    snap *cur = project_snapshot(d->o->p);
+    const asset_rec *a = snap_by_id(cur, id);
+    int rc = 0;
+    const char *proven = NULL;
+    if (!a)
+        rc = pk_err(PACKER_EREFUSED, "%s is not registered", id);
+    else if (snap_by_root(cur, to))
+        rc = pk_err(PACKER_EREFUSED, "%s is already a registered asset root", to);
+    else if (!(proven = doctor_moved_root(d, id, &rc)) && rc == 0)
+        proven = "";
+    if (rc == 0 && a && strcmp(proven, to) != 0)
+        rc = pk_err(PACKER_EREFUSED, "%s does not hold what the last build of %s read", to, id);
+    if (rc == 0) {
+        txn t = {0};
+        asset_rec *r = rec_new(a->id, to, a->address, a->kind, a->included);
+        snap_edit *e = snap_edit_begin(cur);
+        rc = r && e ? snap_edit_put(e, r) : (rec_unref(r), pk_err(PACKER_ENOMEM, "out of memory"));
+        if (rc == 0)
+            rc = registry_commit_edit(d->o, e, &t, snap_generation(cur));
+        else
+            snap_edit_abort(e);
+        txn_clear(&t);
+        if (rc == 0)
+            resp_affected(d->o->r, id);
+    }
+    snap_unref(cur);
+    return rc;
+}
+
 /* Perform one action; quarantine ids go into `result`. */
 static int apply_one(doc_run *d, const cJSON *a, cJSON *result)
 {
@@ -275,6 +319,8 @@ static int apply_one(doc_run *d, const cJSON *a, cJSON *result)
         const char *rel = t->valuestring;
         if (strcmp(kind, "rewrite_manifest") == 0) {
             rc = rewrite_manifest(d->root, rel);
+        } else if (strcmp(kind, "repoint_root") == 0) {
+            rc = repoint(d, json_get_str(a, "asset_id"), rel);
         } else if (strcmp(kind, "quarantine") == 0) {
             char *id = NULL;
             rc = quar_move(d->root, rel, json_get_str(a, "description"), &id);

@@ -602,6 +602,12 @@ void svc_exclude(op *o);
 void svc_remove_asset(op *o);
 /* build.c */
 void svc_build(op *o);
+/* Whether the asset root cand (workspace-relative) holds exactly what the
+ * last build of asset_id read: the key remembered in its memo, recomputed
+ * over cand's manifest and the content of its inputs. This is the proof a
+ * moved root needs before its registry entry is re-pointed. Lane. */
+bool build_root_proves(const char *root, int rootfd, recipe_set *rs, cache *c,
+                       const char *asset_id, const char *cand);
 /* reads.c */
 void svc_list_assets(op *o);
 void svc_get_asset_details(op *o);
@@ -640,6 +646,8 @@ typedef struct {
     size_t len;
     int canonical;     /* text is in canonical form: 1, 0, or -1 not known yet */
     doc_input *inputs; /* m->ninputs of them once inputs_done */
+    bool moved_done;
+    char *moved; /* the unregistered root proven to hold it (doctor_moved_root) */
 } doc_asset;
 
 /* One doctor run: a coherent snapshot, what was learned about it so far,
@@ -656,6 +664,8 @@ typedef struct doc_run {
     bool workspace, fix;
     bool single; /* one rule given as source: it runs whatever its scope */
     scan_index *sc; /* workspace walk, on first use or from the prefetch */
+    cache *cache;   /* the build's memos, opened by the first doctor_moved_root */
+    int rootfd;     /* with it, or -1 */
     dup_group *dups;
     size_t ndups;
     bool dups_done;
@@ -688,6 +698,11 @@ doc_asset *doctor_asset(doc_run *d, size_t i);
 /* Index into d->all of the asset with this id, or -1. */
 long doctor_index(doc_run *d, const char *id);
 int doctor_scan(doc_run *d);
+/* The unregistered asset root that holds exactly what the last build of
+ * asset_id read (build_root_proves), when its registered root is missing;
+ * NULL otherwise, or with packer_last_error set when the walk failed.
+ * Borrowed from the run. */
+const char *doctor_moved_root(doc_run *d, const char *asset_id, int *rc);
 /* Start the workspace walk and the duplicate search on a thread of their
  * own, so they overlap the rules that do not need them; doctor_scan and
  * ctx:duplicates() wait for it. doctor_prefetch_end joins it (idempotent). */

@@ -34,8 +34,12 @@
  *   list_assets                read
  *   get_asset_details          read
  *   status                     read
- *   doctor                     read                (slot: not yet available)
- *   build                      workspace_mutation  (slot: not yet available)
+ *   doctor                     read                (workspace_mutation when
+ *                                                   it applies fixes)
+ *   build                      workspace_mutation
+ *   quarantine                 workspace_mutation
+ *   quarantine_list            read
+ *   restore                    workspace_mutation
  *
  * Each is reachable through packer_call() with JSON parameters (the same
  * shapes the CLI's --json output and the Lua module use), and the common
@@ -274,6 +278,18 @@ packer_state packer_project_state(const packer_project *p);
  *                   {"asset": id-or-address}
  *   remove_asset    {"asset": s, "delete_files": b?, "consent": b?}
  *   list_assets     {"filter": "all" | "included" | "excluded"}
+ *   build           {"out": s?, "clean": b?, "jobs": 1..64?, "verify": b?}
+ *                   out: output directory (default "build", relative to the
+ *                   workspace root); blocked by structural errors
+ *   doctor          {"workspace": b?, "fix": b?, "apply": b?, "consent": b?,
+ *                    "plan_id": s?, "rule_source": s?, "rule_name": s?,
+ *                    "rule_budget": n?, "rule_memory": n?}
+ *                   fix: a plan of proposed_actions (status preview); apply:
+ *                   its safe actions, the others only with consent; a
+ *                   plan_id that no longer matches is refused as stale
+ *   quarantine      {"paths": [..], "reason": s?, "consent": b?}
+ *   quarantine_list {}
+ *   restore         {"id": s}   a quarantine record id
  */
 int packer_call(packer_project *p, const char *service, const char *params_json,
                 packer_response **out);
