@@ -489,22 +489,23 @@ static cJSON *report(build_ctx *b, double ms)
         json_add_str(a, "address", b->items[i].address);
         json_add_str(a, "asset_id", b->items[i].asset_id);
         json_add_str(a, "cache", b->res[i].failed ? "failed" : b->res[i].hit ? "hit" : "miss");
-        if (!b->res[i].failed) {
+        if (!b->res[i].failed)
             json_add_str(a, "hash", hex);
-            cJSON_AddNumberToObject(a, "size", (double)b->res[i].obj.size);
-        }
         cJSON_AddNumberToObject(a, "ms", (double)(long)(b->res[i].ms * 1000) / 1000);
+        if (!b->res[i].failed)
+            cJSON_AddNumberToObject(a, "size", (double)b->res[i].obj.size);
         cJSON_AddItemToArray(assets, a);
     }
+    /* keys added in sorted order: the canonical form then has nothing to sort */
     cJSON_AddNumberToObject(tot, "assets", (double)b->n);
+    cJSON_AddNumberToObject(tot, "bytes", (double)b->bytes);
+    cJSON_AddNumberToObject(tot, "failed", (double)b->failures);
     cJSON_AddNumberToObject(tot, "hits", (double)b->hits);
     cJSON_AddNumberToObject(tot, "misses", (double)b->misses);
-    cJSON_AddNumberToObject(tot, "failed", (double)b->failures);
-    cJSON_AddNumberToObject(tot, "bytes", (double)b->bytes);
     cJSON_AddNumberToObject(tot, "ms", (double)(long)(ms * 1000) / 1000);
     cJSON_AddItemToObject(r, "assets", assets);
-    cJSON_AddItemToObject(r, "totals", tot);
     json_add_str(r, "out", b->out_dir);
+    cJSON_AddItemToObject(r, "totals", tot);
     cJSON_AddBoolToObject(r, "up_to_date", b->up_to_date);
     return r;
 }

@@ -70,26 +70,37 @@ typedef struct {
 struct cache {
     char *dir; /* .packer/cache */
     strmap stats, objs, memos;
-    arena mem; /* every entry and its strings; under mu once workers run */
-    pthread_mutex_t mu;
+    arena mem;      /* every entry and its strings but the stat index's ... */
+    arena stat_mem; /* ... which are here: cache_open loads it on a thread of its own */
+    /* both written under the lock, alone, once workers run */
+    /* Lookups (most of a no-op build, on every worker) share it; adding or
+     * changing an entry takes it alone. Marking an entry used is a relaxed
+     * atomic store, allowed under the shared lock: it only ever sets true. */
+    pthread_rwlock_t lock;
     atomic_ulong tmp_counter;
 };
 
-/* A new entry for key, not yet in any map. */
-static strmap_node *entry_new(cache *c, const char *key, size_t size)
+static void mark_used(strmap_node *n)
 {
-    strmap_node *e = arena_alloc(&c->mem, size);
-    if (e && !(e->key = arena_strdup(&c->mem, key)))
+    __atomic_store_n(&n->used, true, __ATOMIC_RELAXED);
+}
+
+/* A new entry for key, for map m, not yet in it. */
+static strmap_node *entry_new(cache *c, const strmap *m, const char *key, size_t size)
+{
+    arena *mem = m == &c->stats ? &c->stat_mem : &c->mem;
+    strmap_node *e = arena_alloc(mem, size);
+    if (e && !(e->key = arena_strdup(mem, key)))
         e = NULL;
     return e;
 }
 
-/* Find or add the entry for key; *fresh tells which. Under c->mu. */
+/* Find or add the entry for key; *fresh tells which. Under the lock, alone. */
 static strmap_node *entry_for(cache *c, strmap *m, const char *key, size_t size, bool *fresh)
 {
     strmap_node *e = strmap_find(m, key);
     *fresh = !e;
-    if (!e && (e = entry_new(c, key, size)) && strmap_add(m, e) != 0)
+    if (!e && (e = entry_new(c, m, key, size)) && strmap_add(m, e) != 0)
         e = NULL;
     return e;
 }
@@ -98,7 +109,7 @@ static strmap_node *entry_for(cache *c, strmap *m, const char *key, size_t size,
  * there is no need to look before adding. */
 static strmap_node *entry_load(cache *c, strmap *m, const char *key, size_t size)
 {
-    strmap_node *e = entry_new(c, key, size);
+    strmap_node *e = entry_new(c, m, key, size);
     return e && strmap_add(m, e) == 0 ? e : NULL;
 }
 
@@ -251,13 +262,19 @@ static void load_index(cache *c, const char *name, void (*line_fn)(cache *, char
     pk_free(path);
 }
 
+static void *load_stats(void *c)
+{
+    load_index(c, "stat-index", load_stat_line);
+    return NULL;
+}
+
 int cache_open(const char *root, bool fresh, cache **out)
 {
     cache *c = pk_calloc(1, sizeof *c);
     *out = NULL;
     if (!c)
         return pk_err(PACKER_ENOMEM, "out of memory");
-    pthread_mutex_init(&c->mu, NULL);
+    pthread_rwlock_init(&c->lock, NULL);
     c->dir = io_join(root, ".packer/cache");
     char *objs = c->dir ? io_join(c->dir, "objects") : NULL;
     int rc = objs ? io_mkdirs(objs) : pk_err(PACKER_ENOMEM, "out of memory");
@@ -266,10 +283,15 @@ int cache_open(const char *root, bool fresh, cache **out)
         cache_close(c);
         return rc;
     }
-    if (!fresh) {
-        load_index(c, "stat-index", load_stat_line);
+    if (!fresh) { /* the stat index beside the other two: its own map, its own arena */
+        pthread_t t;
+        bool threaded = pthread_create(&t, NULL, load_stats, c) == 0;
+        if (!threaded)
+            load_stats(c);
         load_index(c, "objects-index", load_obj_line);
         load_index(c, "assets-index", load_memo_line);
+        if (threaded)
+            pthread_join(t, NULL);
     }
     *out = c;
     return 0;
@@ -283,8 +305,9 @@ void cache_close(cache *c)
     pk_free(c->objs.b);
     pk_free(c->memos.b);
     arena_free(&c->mem);
+    arena_free(&c->stat_mem);
     pk_free(c->dir);
-    pthread_mutex_destroy(&c->mu);
+    pthread_rwlock_destroy(&c->lock);
     pk_free(c);
 }
 
@@ -397,14 +420,14 @@ int cache_save(cache *c)
 bool cache_input_known(cache *c, const char *path, const cache_stat *st,
                        char hash[HASH_HEX_LEN + 1])
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_rwlock_rdlock(&c->lock);
     stat_entry *e = (stat_entry *)strmap_find(&c->stats, path);
     bool hit = e && cache_stat_same(&e->st, st);
     if (hit) {
         memcpy(hash, e->hash, HASH_HEX_LEN + 1);
-        e->node.used = true;
+        mark_used(&e->node);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->lock);
     return hit;
 }
 
@@ -427,7 +450,7 @@ int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_
     if (rc || cache_stat_racy(&st) || *size != st.size)
         return rc;
     bool fresh;
-    pthread_mutex_lock(&c->mu);
+    pthread_rwlock_wrlock(&c->lock);
     stat_entry *e = (stat_entry *)entry_for(c, &c->stats, path, sizeof *e, &fresh);
     if (e) {
         memcpy(e->hash, hash, HASH_HEX_LEN + 1);
@@ -435,7 +458,7 @@ int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_
         e->node.used = true;
         c->stats.dirty = true;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->lock);
     return e ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
 
@@ -443,11 +466,11 @@ int cache_hash_input(cache *c, int rootfd, const char *path, char hash[HASH_HEX_
 
 const cache_memo *cache_memo_get(cache *c, const char *asset_id)
 {
-    pthread_mutex_lock(&c->mu);
+    pthread_rwlock_rdlock(&c->lock);
     memo_entry *e = (memo_entry *)strmap_find(&c->memos, asset_id);
     if (e)
-        e->node.used = true;
-    pthread_mutex_unlock(&c->mu);
+        mark_used(&e->node);
+    pthread_rwlock_unlock(&c->lock);
     return e ? &e->m : NULL;
 }
 
@@ -464,14 +487,14 @@ int cache_memo_put(cache *c, const char *asset_id, const cache_memo *m)
     if (!ok || m->ninputs > CACHE_MEMO_MAX_INPUTS)
         return 0; /* not representable: that asset simply takes the long way */
     bool fresh;
-    pthread_mutex_lock(&c->mu);
+    pthread_rwlock_wrlock(&c->lock);
     memo_entry *e = (memo_entry *)entry_for(c, &c->memos, asset_id, sizeof *e, &fresh);
     ok = e && memo_copy(c, &e->m, m);
     if (e) {
         e->node.used = ok; /* a memo that failed to copy is dropped at save */
         c->memos.dirty = true;
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->lock);
     return ok ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
 
@@ -496,7 +519,7 @@ static uint64_t get_u64(const unsigned char *p)
     return v;
 }
 
-/* Record an object in the index (under c->mu). */
+/* Record an object in the index (under the lock, alone). */
 static int remember(cache *c, const char *key, const cache_obj *o)
 {
     bool fresh;
@@ -589,9 +612,9 @@ int cache_put(cache *c, const char *key, char type, const void *payload, size_t 
     if (rc == 0)
         rc = fill_obj(c, key, type, size, hash, ref, out);
     if (rc == 0) {
-        pthread_mutex_lock(&c->mu);
+        pthread_rwlock_wrlock(&c->lock);
         rc = remember(c, key, out);
-        pthread_mutex_unlock(&c->mu);
+        pthread_rwlock_unlock(&c->lock);
     }
     pk_free(ref);
     return rc;
@@ -618,9 +641,9 @@ static int read_object_header(cache *c, const char *key, cache_obj *out)
     if (rc == 0)
         rc = fill_obj(c, key, 'B', get_u64(head + 16), head + 24, NULL, out);
     if (rc == 0) {
-        pthread_mutex_lock(&c->mu);
+        pthread_rwlock_wrlock(&c->lock);
         rc = remember(c, key, out);
-        pthread_mutex_unlock(&c->mu);
+        pthread_rwlock_unlock(&c->lock);
     }
     return rc;
 }
@@ -628,7 +651,7 @@ static int read_object_header(cache *c, const char *key, cache_obj *out)
 int cache_get(cache *c, const char *key, cache_obj *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&c->mu);
+    pthread_rwlock_rdlock(&c->lock);
     obj_entry *e = (obj_entry *)strmap_find(&c->objs, key);
     char type = e ? e->type : 0;
     uint64_t size = e ? e->size : 0;
@@ -636,9 +659,9 @@ int cache_get(cache *c, const char *key, cache_obj *out)
     char *ref = e && e->ref_path ? pk_strdup(e->ref_path) : NULL;
     if (e) {
         memcpy(hash, e->hash, 16);
-        e->node.used = true;
+        mark_used(&e->node);
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_rwlock_unlock(&c->lock);
     if (!e)
         return read_object_header(c, key, out);
     int rc = type == 'R' && !ref ? pk_err(PACKER_ENOMEM, "out of memory")
