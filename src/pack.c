@@ -9,7 +9,7 @@
  * The file appears complete or not at all (io_out_*: temp file, fsync,
  * rename, fsync dir); a blob whose bytes do not hash to its entry's hash
  * aborts the write before the rename. Memory is bounded by the metadata
- * (64 bytes per entry plus the strings) and one 64 KiB copy buffer,
+ * (64 bytes per entry plus the strings) and one 1 MiB copy buffer,
  * whatever the blob sizes.
  *
  * Threads: any; no state.
@@ -25,7 +25,7 @@
 #include "internal.h"
 #include "pack_reader.h"
 
-#define COPY_BUF (64 * 1024)
+#define COPY_BUF (1024 * 1024)
 
 /* Offsets of the pack being written (docs/pack-format.md, "Layout"). */
 typedef struct {
