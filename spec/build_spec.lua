@@ -73,6 +73,14 @@ describe("build", function()
     assert.equal("122", b:sub(-3))
   end)
 
+  it("writes json numbers in their shortest exact form", function()
+    support.write(ws .. "/a/json/c.json",
+      '[0.012, -1.5, 0.1, 1e-7, 123456.789, 2.50, -0.001, 1e300, 3.0, 0.30000000000000004]')
+    assert.equal("ok", p:build().status)
+    assert.equal("[0.012,-1.5,0.1,1e-07,123456.789,2.5,-0.001,1e+300,3,0.30000000000000004]",
+      blob(ws, "config/game"))
+  end)
+
   it("never builds excluded or unregistered assets", function()
     support.asset(ws, "a/loose", { kind = "raw", inputs = { "x" }, address = "loose" }, { x = "x" })
     p:exclude_asset_from_build("text/en")
