@@ -107,6 +107,55 @@ char *pk_asprintf(const char *fmt, ...)
     return s;
 }
 
+/* Room for n more bytes and the NUL; false (oom set) when out of memory. */
+static bool strbuf_room(strbuf *b, size_t n)
+{
+    if (b->oom)
+        return false;
+    if (b->len + n + 1 <= b->cap)
+        return true;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    char *s = pk_realloc(b->s, cap);
+    if (!s)
+        return !(b->oom = true);
+    b->s = s;
+    b->cap = cap;
+    return true;
+}
+
+void strbuf_put(strbuf *b, const char *s, size_t n)
+{
+    if (!strbuf_room(b, n))
+        return;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void strbuf_printf(strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->s ? b->s + b->len : NULL, b->s && !b->oom ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = true;
+        return;
+    }
+    if (b->s && !b->oom && (size_t)n < b->cap - b->len) {
+        b->len += (size_t)n;
+        return;
+    }
+    if (!strbuf_room(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
 void packer_free(void *ptr)
 {
     free(ptr);

@@ -311,79 +311,48 @@ void cache_close(cache *c)
     pk_free(c);
 }
 
-/* Growable text for an index file. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    bool failed;
-} text;
-
-static void text_add(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void text_add(text *t, const char *fmt, ...)
-{
-    for (int pass = 0; pass < 2 && !t->failed; pass++) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->failed = true;
-        } else if (t->s && (size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        } else {
-            size_t cap = (t->len + (size_t)n + 1) * 2;
-            char *s = pk_realloc(t->s, cap < 4096 ? 4096 : cap);
-            t->failed = !s;
-            t->s = s ? s : t->s;
-            t->cap = s ? (cap < 4096 ? 4096 : cap) : t->cap;
-        }
-    }
-}
-
-static void stat_line(text *t, const strmap_node *n)
+static void stat_line(strbuf *t, const strmap_node *n)
 {
     const stat_entry *e = (const stat_entry *)n;
-    text_add(t, "%s %llu %lld %lld %llu %s\n", e->hash, (unsigned long long)e->st.size,
-             (long long)e->st.mtime_ns, (long long)e->st.ctime_ns, (unsigned long long)e->st.ino,
-             n->key);
+    strbuf_printf(t, "%s %llu %lld %lld %llu %s\n", e->hash, (unsigned long long)e->st.size,
+                  (long long)e->st.mtime_ns, (long long)e->st.ctime_ns,
+                  (unsigned long long)e->st.ino, n->key);
 }
 
-static void obj_line(text *t, const strmap_node *n)
+static void obj_line(strbuf *t, const strmap_node *n)
 {
     const obj_entry *e = (const obj_entry *)n;
     char hex[HASH_HEX_LEN + 1];
     hash_to_hex(e->hash, hex);
-    text_add(t, "%s %c %llu %s%s%s\n", n->key, e->type, (unsigned long long)e->size, hex,
-             e->ref_path ? " " : "", e->ref_path ? e->ref_path : "");
+    strbuf_printf(t, "%s %c %llu %s%s%s\n", n->key, e->type, (unsigned long long)e->size, hex,
+                  e->ref_path ? " " : "", e->ref_path ? e->ref_path : "");
 }
 
-static void memo_line(text *t, const strmap_node *n)
+static void memo_line(strbuf *t, const strmap_node *n)
 {
     const cache_memo *m = &((const memo_entry *)n)->m;
-    text_add(t, "%s\t%s\t%s\t%s\t%s\t%llu\t%lld\t%lld\t%llu\t%s\t%zu", n->key, m->address, m->root,
-             m->kind, m->recipe_id, (unsigned long long)m->manifest.size,
-             (long long)m->manifest.mtime_ns, (long long)m->manifest.ctime_ns,
-             (unsigned long long)m->manifest.ino, m->key, m->ninputs);
+    strbuf_printf(t, "%s\t%s\t%s\t%s\t%s\t%llu\t%lld\t%lld\t%llu\t%s\t%zu", n->key, m->address,
+                  m->root, m->kind, m->recipe_id, (unsigned long long)m->manifest.size,
+                  (long long)m->manifest.mtime_ns, (long long)m->manifest.ctime_ns,
+                  (unsigned long long)m->manifest.ino, m->key, m->ninputs);
     for (size_t i = 0; i < m->ninputs; i++)
-        text_add(t, "\t%s", m->inputs[i]);
-    text_add(t, "\n");
+        strbuf_printf(t, "\t%s", m->inputs[i]);
+    strbuf_printf(t, "\n");
 }
 
 static int save_index(cache *c, strmap *m, const char *name,
-                      void (*line_fn)(text *, const strmap_node *))
+                      void (*line_fn)(strbuf *, const strmap_node *))
 {
     if (!m->dirty)
         return 0;
     size_t n;
     strmap_node **v = strmap_used_sorted(m, &n);
-    text t = {0};
+    strbuf t = {0};
     for (size_t i = 0; v && i < n; i++)
         line_fn(&t, v[i]);
     char *path = io_join(c->dir, name);
-    int rc = v && path && !t.failed ? io_write_atomic(path, t.s ? t.s : "", t.len)
-                                    : pk_err(PACKER_ENOMEM, "out of memory");
+    int rc = v && path && !t.oom ? io_write_atomic(path, t.s ? t.s : "", t.len)
+                                 : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
         m->dirty = false;
     pk_free(path);

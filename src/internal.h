@@ -35,6 +35,17 @@ unsigned long pk_alloc_failures(void);
 /* printf into a fresh string; NULL when out of memory. */
 char *pk_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* A growable NUL-terminated string (zero-initialize it; the owner frees
+ * s). Once an allocation fails, oom stays set and nothing more is added:
+ * check it once at the end. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    bool oom;
+} strbuf;
+void strbuf_put(strbuf *b, const char *s, size_t n);
+void strbuf_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Arm: the nth (1-based) counted operation among `kinds` fails. n = 0
  * disarms. Process-wide; meant for tests (spec/c/test_fault.c). */
 void pk_fault_arm(int kinds, long n);
@@ -606,8 +617,8 @@ void svc_build(op *o);
  * last build of asset_id read: the key remembered in its memo, recomputed
  * over cand's manifest and the content of its inputs. This is the proof a
  * moved root needs before its registry entry is re-pointed. Lane. */
-bool build_root_proves(const char *root, int rootfd, recipe_set *rs, cache *c,
-                       const char *asset_id, const char *cand);
+bool build_root_proves(const char *root, int rootfd, recipe_set *rs, cache *c, const char *asset_id,
+                       const char *cand);
 /* reads.c */
 void svc_list_assets(op *o);
 void svc_get_asset_details(op *o);
@@ -662,7 +673,7 @@ typedef struct doc_run {
     recipe_set *rs;
     cJSON *config; /* packer.json */
     bool workspace, fix;
-    bool single; /* one rule given as source: it runs whatever its scope */
+    bool single;    /* one rule given as source: it runs whatever its scope */
     scan_index *sc; /* workspace walk, on first use or from the prefetch */
     cache *cache;   /* the build's memos, opened by the first doctor_moved_root */
     int rootfd;     /* with it, or -1 */
@@ -670,10 +681,10 @@ typedef struct doc_run {
     size_t ndups;
     bool dups_done;
     struct doc_prefetch *prefetch; /* walk and duplicates on another core */
-    cJSON *diags;   /* diagnostic objects, in report order */
-    size_t ndiags;  /* their number (cJSON counts by walking the list) */
-    cJSON *actions; /* proposed actions, unique ids */
-    strmap targets; /* first target -> its action: one action per target */
+    cJSON *diags;                  /* diagnostic objects, in report order */
+    size_t ndiags;                 /* their number (cJSON counts by walking the list) */
+    cJSON *actions;                /* proposed actions, unique ids */
+    strmap targets;                /* first target -> its action: one action per target */
     arena targets_arena;
     const char *rule_id, *rule_class, *rule_severity; /* the rule running */
 } doc_run;

@@ -101,41 +101,14 @@ int json_field_err(const char *display, const char *text, const char *key, const
 
 /* ---- canonical writer -------------------------------------------------- */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
+static void sb_str(strbuf *b, const char *s)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *nb = pk_realloc(b->buf, cap);
-        if (!nb) {
-            b->oom = true;
-            return;
-        }
-        b->buf = nb;
-        b->cap = cap;
-    }
-    memcpy(b->buf + b->len, s, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
+    strbuf_put(b, s, strlen(s));
 }
 
-static void sb_str(sbuf *b, const char *s)
+static void sb_quoted(strbuf *b, const char *s)
 {
-    sb_put(b, s, strlen(s));
-}
-
-static void sb_quoted(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
+    strbuf_put(b, "\"", 1);
     const char *run = s;
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
@@ -156,13 +129,13 @@ static void sb_quoted(sbuf *b, const char *s)
             esc = u;
         }
         if (esc) {
-            sb_put(b, run, (size_t)(s - run));
+            strbuf_put(b, run, (size_t)(s - run));
             sb_str(b, esc);
             run = s + 1;
         }
     }
-    sb_put(b, run, (size_t)(s - run));
-    sb_put(b, "\"", 1);
+    strbuf_put(b, run, (size_t)(s - run));
+    strbuf_put(b, "\"", 1);
 }
 
 /* k/1000 in decimal, trailing zeros dropped (k is not a multiple of 1000):
@@ -176,7 +149,7 @@ static void milli(char *out, long long k)
     sprintf(out, "%s%llu.%s", k < 0 ? "-" : "", a / 1000, frac);
 }
 
-static void sb_number(sbuf *b, double d)
+static void sb_number(strbuf *b, double d)
 {
     char num[64];
     if (!isfinite(d))
@@ -234,16 +207,16 @@ bool json_sort_keys(cJSON *item)
     return true;
 }
 
-static void indent(sbuf *b, bool pretty, int depth)
+static void indent(strbuf *b, bool pretty, int depth)
 {
     if (!pretty)
         return;
-    sb_put(b, "\n", 1);
+    strbuf_put(b, "\n", 1);
     for (int i = 0; i < depth; i++)
-        sb_put(b, "  ", 2);
+        strbuf_put(b, "  ", 2);
 }
 
-static void emit(sbuf *b, const cJSON *j, bool pretty, int depth)
+static void emit(strbuf *b, const cJSON *j, bool pretty, int depth)
 {
     if (cJSON_IsString(j)) {
         sb_quoted(b, j->valuestring ? j->valuestring : "");
@@ -278,15 +251,15 @@ char *json_canonical(cJSON *item, bool pretty)
 {
     if (!item || !json_sort_keys(item))
         return NULL;
-    sbuf b = {0};
+    strbuf b = {0};
     emit(&b, item, pretty, 0);
     if (pretty)
-        sb_put(&b, "\n", 1);
+        strbuf_put(&b, "\n", 1);
     if (b.oom) {
-        pk_free(b.buf);
+        pk_free(b.s);
         return NULL;
     }
-    return b.buf;
+    return b.s;
 }
 
 cJSON *json_add_str(cJSON *obj, const char *key, const char *val)
