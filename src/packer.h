@@ -259,6 +259,19 @@ const char *packer_project_id(const packer_project *p);
 packer_state packer_project_state(const packer_project *p);
 
 /*
+ * Background observation (off by default). With on != 0 the project
+ * watches its workspace on a thread of its own (inotify on Linux, with a
+ * periodic stat rescan when the kernel queue overflows or watches run
+ * out): asset_changed / asset_discovered events, the stale state for
+ * registered assets whose inputs or manifests changed, and diverged ->
+ * reconciling -> healthy when another process rewrites packer-owned
+ * state. on == 0 stops it; stopping is also part of packer_project_close.
+ * Owner thread (the one that opens and closes the project). Returns 0 or
+ * PACKER_EIO / PACKER_ENOMEM (packer_last_error says why).
+ */
+int packer_project_observe(packer_project *p, int on);
+
+/*
  * Generic service entry point. `service` is a service name from the table
  * above; `params_json` is a JSON object (NULL or "" for none). Reads run on
  * the calling thread against the current snapshot and are never blocked
