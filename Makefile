@@ -34,6 +34,9 @@ LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
+# packer serve: JSON-RPC over stdin/stdout (serve.c) and its framing (rpc.c)
+CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o
+$(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o: src/rpc.h
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 
