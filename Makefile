@@ -152,6 +152,11 @@ $(BUILD)/bench_registry: scripts/bench_registry.c $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
 
+$(BUILD)/bench_serve: scripts/bench_serve.c $(BUILD)/libpacker.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+
+bench: $(BUILD)/bench_serve
 bench: all $(BUILD)/bench_registry
 	@sh scripts/bench.sh $(BUILD)
 

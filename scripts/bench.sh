@@ -39,6 +39,11 @@
 # plain `packer doctor` (registered world only), warm. jdupes and rmlint are
 # bench-only Debian packages, installed like ninja. The number of duplicate
 # groups each found is printed as a sanity check.
+# serve: a workspace of PACKER_BENCH_SERVE_SIZE (1000) assets (--small-files),
+# registered; BUILD_DIR/bench_serve times list_assets (whole registry) and
+# get_asset_details round trips over `packer serve` from one sequential
+# client, beside packer_call + packer_response_json in process, for
+# PACKER_BENCH_SECONDS each (calls/s, median and p99 latency).
 # Times are medians of PACKER_BENCH_RUNS (3) runs: hyperfine when present,
 # else `date +%s.%N` around each command. ninja (ninja-build) and
 # /usr/bin/time (time) are bench-only: installed with apt-get as root,
@@ -71,6 +76,9 @@ BUILD_SIZES=${PACKER_BENCH_BUILD_SIZES:-"10000 100000"}
 RUNS=${PACKER_BENCH_RUNS:-3}
 BIG_MIB=${PACKER_BENCH_BIG_MIB:-1024}
 KEEP=${PACKER_BENCH_KEEP:-0}
+SERVE_SIZE=${PACKER_BENCH_SERVE_SIZE:-1000}
+# serve is in the default set (appended here so the list above stays as it was)
+[ -n "${PACKER_BENCH_SECTIONS:-}" ] || SECTIONS="$SECTIONS serve"
 BATCH=5000
 GEN="$ROOT/scripts/gen-workspace.lua"
 BB="$ROOT/scripts/bench_build.lua"
@@ -509,6 +517,42 @@ doctor_report() {
     drow "plain doctor, warm (s)" dkey doctor_s
 }
 
+# ------------------------------------------------------------------- serve
+
+run_serve() {
+    ws="$DIR/serve-$SERVE_SIZE"
+    echo "serve: N=$SERVE_SIZE: generating, registering, bench_serve..." >&2
+    lua5.4 "$GEN" --count "$SERVE_SIZE" --seed 1 --small-files "$ws" >&2
+    "$P" -C "$ws" init --name "bench-serve" >/dev/null
+    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
+        xargs -n "$BATCH" "$P" register >/dev/null)
+    "$BUILD_ABS/bench_serve" "$ws" "$P" --seconds "$SECS" >"$DIR/result-serve.txt"
+    drop "$ws"
+}
+
+sget() { sed -n "s/^$1=//p" "$DIR/result-serve.txt"; }
+
+serve_report() {
+    echo "serve (gen-workspace.lua --small-files --seed 1, $(sget assets) assets; one client,"
+    echo "sequential request/response over pipes, ${SECS}s per row; in process: packer_call +"
+    echo "packer_response_json on one thread, what serve does per request)"
+    echo
+    printf '%-28s%12s%12s%12s%12s\n' "" "calls/s" "p50 (us)" "p99 (us)" "bytes"
+    for k in inproc_list serve_list inproc_details serve_details; do
+        printf '%-28s%12s%12s%12s%12s\n' "$k" "$(sget "${k}_per_s")" "$(sget "${k}_p50_us")" \
+            "$(sget "${k}_p99_us")" "$(sget "${k}_bytes")"
+    done
+    awk -v a="$(sget inproc_list_per_s)" -v b="$(sget serve_list_per_s)" \
+        -v c="$(sget inproc_details_per_s)" -v d="$(sget serve_details_per_s)" 'BEGIN {
+            printf "serve / in process: list_assets %.2fx, get_asset_details %.2fx the calls/s\n",
+                b / a, d / c }'
+}
+
+if section serve; then
+    [ -x "$BUILD_ABS/bench_serve" ] ||
+        { echo "bench: $BUILD_ABS/bench_serve is missing (run: make bench)" >&2; exit 2; }
+    run_serve
+fi
 if section registry; then
     for n in $SIZES; do run_size "$n"; done
 fi
@@ -534,4 +578,8 @@ fi
 if section doctor; then
     echo
     doctor_report
+fi
+if section serve; then
+    echo
+    serve_report
 fi
