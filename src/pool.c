@@ -28,6 +28,7 @@ typedef struct {
     void *(*worker_new)(void *ctx);
     void (*worker_free)(void *w);
     atomic_size_t next, done;
+    atomic_size_t skipped; /* counted in done without running (cancelled) */
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } pool;
@@ -39,6 +40,8 @@ static void *pool_main(void *arg)
     for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->n;) {
         if (!p->o || !op_cancelled(p->o)) /* cancelled: the rest only count as done */
             p->fn(p->ctx, i, w);
+        else
+            atomic_fetch_add(&p->skipped, 1);
         if (atomic_fetch_add(&p->done, 1) + 1 == p->n) {
             pthread_mutex_lock(&p->mu); /* the waiter is waiting or will see done */
             pthread_cond_signal(&p->cv);
@@ -75,7 +78,7 @@ void pool_run(op *o, size_t n, int jobs_wanted, size_t work, const char *what, p
         if (ts.tv_nsec >= 1000000000)
             ts.tv_sec++, ts.tv_nsec -= 1000000000;
         pthread_cond_timedwait(&p.cv, &p.mu, &ts);
-        size_t done = atomic_load(&p.done);
+        size_t done = atomic_load(&p.done) - atomic_load(&p.skipped);
         if (done != reported && done < n) {
             pthread_mutex_unlock(&p.mu);
             op_progress(o, done, n, what);
@@ -86,7 +89,7 @@ void pool_run(op *o, size_t n, int jobs_wanted, size_t work, const char *what, p
     pthread_mutex_unlock(&p.mu);
     for (size_t i = 0; i < started; i++)
         pthread_join(t[i], NULL);
-    op_progress(o, n, n, what);
+    op_progress(o, n - atomic_load(&p.skipped), n, what); /* what really ran */
     pthread_mutex_destroy(&p.mu);
     pthread_cond_destroy(&p.cv);
 }
