@@ -35,7 +35,7 @@ LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
 # packer serve: JSON-RPC over stdin/stdout (serve.c) and its framing (rpc.c)
-CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o
+CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/serve_methods.o $(BUILD)/obj/rpc.o
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 EXAMPLES += $(BUILD)/examples/serve-client
@@ -59,7 +59,7 @@ $(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
 
 $(BUILD)/obj/pack.o $(BUILD)/obj/pack_reader.o $(BUILD)/obj/cli_pack.o: src/pack_reader.h
 $(BUILD)/obj/build.o $(BUILD)/obj/build_out.o: src/build.h
-$(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o: src/rpc.h
+$(BUILD)/obj/serve.o $(BUILD)/obj/serve_methods.o $(BUILD)/obj/rpc.o: src/rpc.h src/serve.h
 
 # Built-in recipes travel inside the library (lua/recipes is their source).
 $(BUILD)/gen/builtin_recipes.c: $(wildcard lua/recipes/*.lua) scripts/embed-lua.lua

@@ -253,7 +253,8 @@ static void test_session(void)
     t_asset(root, "assets/b");
     t_write(root, "stray.txt", "not an asset\n");
     srv s;
-    REQUIRE(srv_start(&s, root) == 0);
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
 
     cJSON *m = srv_call(&s, 1, "initialize", "{}");
     const cJSON *r = result(m);
@@ -388,7 +389,8 @@ static void test_lazy_init(void)
     char *dir = t_tmpdir("serve-init");
     REQUIRE(dir);
     srv s;
-    REQUIRE(srv_start(&s, dir) == 0);
+    int started = srv_start(&s, dir); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "initialize", NULL);
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(result(m), "workspace")));
     cJSON_Delete(m);
@@ -441,7 +443,8 @@ static void test_malformed(void)
     REQUIRE(root);
     t_asset(root, "assets/a");
     srv s;
-    REQUIRE(srv_start(&s, root) == 0);
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
 
     srv_raw(&s, "this is not a header\r\n\r\n", 24);
     expect_null_error(&s, -32700);
@@ -602,7 +605,8 @@ static void test_cancel(void)
     char *root = slow_workspace("serve-cancel");
     REQUIRE(root);
     srv s;
-    REQUIRE(srv_start(&s, root) == 0);
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"build\",\"params\":{\"jobs\":1}}");
     CHECK(wait_event(&s, "progress_updated", "running recipes"));
     /* a read is not stuck behind the build; a write queues behind it */
@@ -655,7 +659,8 @@ static void test_client_death(int stdin_too)
     char *root = slow_workspace("serve-death");
     REQUIRE(root);
     srv s;
-    REQUIRE(srv_start(&s, root) == 0);
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"build\",\"params\":{\"jobs\":1}}");
     CHECK(wait_event(&s, "build_started", NULL));
     double t0 = t_now();
@@ -688,7 +693,8 @@ static void test_signal(void)
     char *root = t_workspace("serve-signal");
     REQUIRE(root);
     srv s;
-    REQUIRE(srv_start(&s, root) == 0);
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "status", NULL);
     CHECK(status_is(result(m), "ok"));
     cJSON_Delete(m);
