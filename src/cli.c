@@ -473,6 +473,8 @@ static int cmd_build(cli *c, int argc, char **argv)
         cJSON_AddTrueToObject(params, "clean");
     if (verify)
         cJSON_AddTrueToObject(params, "verify");
+    if (!c->json) /* only the summary is printed: spare the per-asset list */
+        cJSON_AddFalseToObject(params, "details");
     pk_free(abs_out);
     return call(c, "build", params, NULL);
 }

@@ -106,6 +106,10 @@ int json_field_err(const char *display, const char *text, const char *key, const
 /* Canonical text: keys sorted, 2-space indent when pretty, trailing
  * newline when pretty. Sorts `item` in place. Caller frees (pk_free). */
 char *json_canonical(cJSON *item, bool pretty);
+/* Append s as a JSON string, d as a JSON number, exactly as
+ * json_canonical writes them (for writers that stream canonical text). */
+void json_put_str(strbuf *b, const char *s);
+void json_put_num(strbuf *b, double d);
 /* Sort object keys recursively, in place; false when out of memory. */
 bool json_sort_keys(cJSON *item);
 /* cJSON helpers that respect fault injection and return NULL on ENOMEM. */

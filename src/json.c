@@ -108,7 +108,7 @@ static void sb_str(strbuf *b, const char *s)
 
 /* The writer runs over every response and report (10,000-asset build
  * reports included), so it avoids printf and per-character calls. */
-static void sb_quoted(strbuf *b, const char *s)
+void json_put_str(strbuf *b, const char *s)
 {
     strbuf_put(b, "\"", 1);
     const char *run = s;
@@ -123,10 +123,10 @@ static void sb_quoted(strbuf *b, const char *s)
         char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
         const char *esc = c == '"'    ? "\\\""
                           : c == '\\' ? "\\\\"
-                          : c == '\n'  ? "\\n"
-                          : c == '\r'  ? "\\r"
-                          : c == '\t'  ? "\\t"
-                                       : u;
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : u;
         sb_str(b, esc);
         run = s + 1;
     }
@@ -160,7 +160,7 @@ static void sb_milli(strbuf *b, long long k)
     strbuf_put(b, frac, n);
 }
 
-static void sb_number(strbuf *b, double d)
+void json_put_num(strbuf *b, double d)
 {
     char num[64];
     if (!isfinite(d)) {
@@ -234,9 +234,9 @@ static void indent(strbuf *b, bool pretty, int depth)
 static void emit(strbuf *b, const cJSON *j, bool pretty, int depth)
 {
     if (cJSON_IsString(j)) {
-        sb_quoted(b, j->valuestring ? j->valuestring : "");
+        json_put_str(b, j->valuestring ? j->valuestring : "");
     } else if (cJSON_IsNumber(j)) {
-        sb_number(b, j->valuedouble);
+        json_put_num(b, j->valuedouble);
     } else if (cJSON_IsTrue(j)) {
         sb_str(b, "true");
     } else if (cJSON_IsFalse(j)) {
@@ -247,7 +247,7 @@ static void emit(strbuf *b, const cJSON *j, bool pretty, int depth)
         for (const cJSON *c = j->child; c; c = c->next) {
             indent(b, pretty, depth + 1);
             if (obj) {
-                sb_quoted(b, c->string ? c->string : "");
+                json_put_str(b, c->string ? c->string : "");
                 sb_str(b, pretty ? ": " : ":");
             }
             emit(b, c, pretty, depth + 1);
