@@ -31,6 +31,30 @@ describe("the runtime", function()
     p:close()
   end)
 
+  it("reconciles what other writers changed, shard files replaced behind its back included", function()
+    local p = assert(packer.open(dir))
+    p:register_asset({ "assets/a1", "assets/a2" })
+    os.execute("sleep 0.2") -- the shard stats it remembers are now past the racy window
+    local id = p:get_asset_details("assets/a1").data.asset.asset_id
+    -- a VCS checkout replaces a1's shard file with another address (new file, renamed in)
+    local shard = dir .. "/.packer/registry/" .. id:sub(1, 2) .. ".json"
+    local text = support.read(shard):gsub('"address": "assets/a1"', '"address": "assets/zz"')
+    support.write(shard .. ".new", text)
+    assert(os.rename(shard .. ".new", shard))
+    -- and another process commits an asset of its own
+    assert.equal(0, (support.cli(dir, "register", "assets/a3")))
+    assert.equal("ok", p:exclude_asset_from_build("assets/a2").status)
+    local seen = {}
+    for _, a in ipairs(p:list_assets().data.assets) do seen[a.address] = a.included end
+    assert.same({ ["assets/zz"] = true, ["assets/a2"] = false, ["assets/a3"] = true }, seen)
+    p:close()
+    local fresh = assert(packer.open(dir)) -- memory equals a cold load of the disk
+    local cold = {}
+    for _, a in ipairs(fresh:list_assets().data.assets) do cold[a.address] = a.included end
+    assert.same(seen, cold)
+    fresh:close()
+  end)
+
   it("serves two projects on one workspace without losing updates", function()
     local p1 = assert(packer.open(dir))
     local p2 = assert(packer.open(dir))

@@ -276,6 +276,14 @@ int store_stamp_read(store *st, store_stamp *out);
 bool store_stamp_eq(const store_stamp *a, const store_stamp *b);
 /* Under the lock: read every registry shard into a fresh snapshot. */
 int store_load(store *st, snap **out);
+/* Under the lock: the registry on disk as a snapshot derived from base
+ * (the one this store last loaded, reloaded or committed), re-reading
+ * only the shard files whose stat changed since: a reconcile after
+ * another process's commit costs the shards it touched. */
+int store_reload(store *st, const snap *base, snap **out);
+/* The published snapshot no longer matches what the store recorded (a
+ * commit failed halfway): the next reload re-reads every shard. */
+void store_forget(store *st);
 /* Parse one shard file's text into the edit (errors name `display`). */
 int store_parse_shard(const char *text, size_t len, const char *display, int shard_no,
                       snap_edit *e);

@@ -179,7 +179,7 @@ static int reconcile(packer_project *p, op *o)
     project_set_state(p, o, PACKER_STATE_RECONCILING);
     snap *fresh = NULL;
     store_stamp stamp;
-    int rc = store_load(p->st, &fresh);
+    int rc = store_reload(p->st, p->cur, &fresh); /* cur changes only here, on the lane */
     if (rc == 0)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {
@@ -236,6 +236,7 @@ int project_commit(packer_project *p, op *o, const txn *t, snap *next)
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", packer_last_error());
         snap_unref(next);
+        store_forget(p->st); /* what it wrote is not what we publish */
         /* past the commit point the disk holds (or will, once the journal
          * is rolled forward) the new state: memory no longer matches it
          * until the next write reconciles. Before it, nothing changed. */

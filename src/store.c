@@ -38,6 +38,14 @@
 
 #define REGISTRY_FORMAT 1
 
+/* What a shard file's stat said when this store last read or wrote it. A
+ * reload skips a shard whose stat is unchanged, unless that stat was taken
+ * while it could still change within the same timestamp tick (racy). */
+typedef struct {
+    cache_stat st;
+    bool known, present;
+} shard_seen;
+
 struct store {
     char *root;
     char *owned;    /* .packer */
@@ -45,6 +53,7 @@ struct store {
     char *journal;
     char *generation;
     int lock_fd;
+    shard_seen seen[SNAP_SHARDS];
 };
 
 int store_open(const char *root, store **out)
@@ -172,6 +181,69 @@ static int apply_op(store *st, const char *path, const char *content, size_t len
     return rc;
 }
 
+/* ---- what each shard file looked like --------------------------------- */
+
+static char *shard_path(const store *st, int i)
+{
+    char name[8];
+    snprintf(name, sizeof name, "%02x.json", i);
+    return io_join(st->registry, name);
+}
+
+/* The shard number of a workspace-relative registry file path, or -1. */
+static int shard_of_path(const char *rel)
+{
+    static const char dir[] = ".packer/registry/";
+    unsigned i;
+    char tail;
+    if (strncmp(rel, dir, sizeof dir - 1) != 0 || strlen(rel) != sizeof dir - 1 + 7 ||
+        strcmp(rel + sizeof dir - 1 + 2, ".json") != 0 ||
+        sscanf(rel + sizeof dir - 1, "%2x%c", &i, &tail) != 2 || tail != '.')
+        return -1;
+    return (int)i;
+}
+
+/* Remember shard i's stat now, before its content is read or after it was
+ * written (a change in between then only costs a needless re-read). */
+static void seen_record(store *st, int i)
+{
+    shard_seen *s = &st->seen[i];
+    char *path = shard_path(st, i);
+    struct stat sb;
+    memset(s, 0, sizeof *s);
+    if (!path)
+        return;
+    if (stat(path, &sb) == 0) {
+        cache_stat_of(&sb, &s->st);
+        s->present = true;
+        s->known = !cache_stat_racy(&s->st);
+    } else {
+        s->known = errno == ENOENT;
+    }
+    pk_free(path);
+}
+
+/* Whether shard i may differ from what was last recorded. */
+static bool seen_changed(store *st, int i)
+{
+    const shard_seen *s = &st->seen[i];
+    char *path = shard_path(st, i);
+    struct stat sb;
+    bool present = path && stat(path, &sb) == 0;
+    cache_stat now;
+    if (present)
+        cache_stat_of(&sb, &now);
+    bool changed =
+        !path || !s->known || s->present != present || (present && !cache_stat_same(&s->st, &now));
+    pk_free(path);
+    return changed;
+}
+
+void store_forget(store *st)
+{
+    memset(st->seen, 0, sizeof st->seen);
+}
+
 int store_commit(store *st, const txn *t, bool *durable)
 {
     *durable = false;
@@ -188,8 +260,12 @@ int store_commit(store *st, const txn *t, bool *durable)
         return rc;
     }
     *durable = true;
-    for (size_t i = 0; rc == 0 && i < t->n; i++)
+    for (size_t i = 0; rc == 0 && i < t->n; i++) {
         rc = apply_op(st, t->ops[i].path, t->ops[i].content, t->ops[i].len);
+        int shard = shard_of_path(t->ops[i].path);
+        if (shard >= 0)
+            seen_record(st, shard);
+    }
     if (rc == 0)
         rc = io_unlink_durable(st->journal);
     return rc;
@@ -383,6 +459,8 @@ int store_parse_shard(const char *text, size_t len, const char *display, int sha
 
 static int load_shard(store *st, const char *name, snap_edit *e)
 {
+    int shard_no = (int)strtol(name, NULL, 16);
+    seen_record(st, shard_no);
     char *path = io_join(st->registry, name);
     char *display = pk_asprintf(".packer/registry/%s", name);
     char *text = NULL;
@@ -390,7 +468,7 @@ static int load_shard(store *st, const char *name, snap_edit *e)
     int rc =
         path && display ? io_read_file(path, &text, &len) : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = store_parse_shard(text, len, display, (int)strtol(name, NULL, 16), e);
+        rc = store_parse_shard(text, len, display, shard_no, e);
     pk_free(text);
     pk_free(path);
     pk_free(display);
@@ -415,6 +493,8 @@ int store_load(store *st, snap **out)
     snap_unref(empty);
     if (!e)
         return pk_err(PACKER_ENOMEM, "out of memory");
+    for (int i = 0; i < SNAP_SHARDS; i++) /* absent until listed */
+        st->seen[i] = (shard_seen){.known = true};
     DIR *d = opendir(st->registry);
     if (!d) {
         snap_edit_abort(e);
@@ -427,9 +507,43 @@ int store_load(store *st, snap **out)
             rc = load_shard(st, ent->d_name, e);
     closedir(d);
     if (rc) {
+        store_forget(st);
         snap_edit_abort(e);
         return rc;
     }
     *out = snap_edit_finish(e, stamp.generation);
     return 0;
+}
+
+int store_reload(store *st, const snap *base, snap **out)
+{
+    *out = NULL;
+    store_stamp stamp;
+    int rc = store_stamp_read(st, &stamp);
+    if (rc)
+        return rc;
+    snap_edit *e = snap_edit_begin(base);
+    if (!e)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    for (int i = 0; rc == 0 && i < SNAP_SHARDS; i++) {
+        if (!seen_changed(st, i))
+            continue;
+        size_t n;
+        const asset_rec *const *old = snap_shard_items(base, i, &n);
+        for (size_t k = 0; rc == 0 && k < n; k++)
+            rc = snap_edit_del(e, old[k]->id);
+        char name[8];
+        snprintf(name, sizeof name, "%02x.json", i);
+        if (rc == 0)
+            rc = load_shard(st, name, e);
+        if (rc == PACKER_ENOTFOUND) /* an empty shard has no file */
+            rc = 0;
+    }
+    if (rc) {
+        store_forget(st);
+        snap_edit_abort(e);
+        return rc;
+    }
+    *out = snap_edit_finish(e, stamp.generation);
+    return *out ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
