@@ -28,10 +28,15 @@ RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
            response project registry reads sandbox recipes strmap cache pool build build_out \
            pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine observe
+# cancellation tokens (packer_cancel_*; packer serve's $/cancelRequest)
+LIB_SRC += cancel
 LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
+# packer serve: JSON-RPC over stdin/stdout (serve.c) and its framing (rpc.c)
+CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o
+$(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o: src/rpc.h
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 

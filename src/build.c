@@ -18,7 +18,8 @@
  *      output directory in one rename (RENAME_EXCHANGE): readers and
  *      crashes see the previous complete output or the new one.
  * Events are published only by the lane thread, in address order, so they
- * stay in causal order.
+ * stay in causal order. A cancellation token (cancel.c) stops the build
+ * between assets and at the latest just before phase 4; never during it.
  *
  * This file holds the phases and the service; build_out.c the output side
  * (writing and publishing the outputs, the up-to-date stamps, the --verify
@@ -638,7 +639,7 @@ static bool report_failures(build_ctx *b)
 static bool scan(build_ctx *b)
 {
     pool_run(b->o, b->n, b->jobs, b->n, "scanning assets", scan_one, NULL, NULL, b);
-    return report_structural(b);
+    return !op_cancelled(b->o) && report_structural(b); /* cancelled: items were skipped */
 }
 
 static size_t count_misses(const build_ctx *b, bool blobs_only)
@@ -660,6 +661,8 @@ static bool produce(build_ctx *b)
     if (misses)
         pool_run(b->o, b->n, b->jobs, misses, "running recipes", build_one, runner_make,
                  runner_drop, b);
+    if (op_cancelled(b->o))
+        return false;
     announce_cache(b);
     return report_failures(b);
 }
@@ -705,10 +708,13 @@ static void verify(build_ctx *b)
     bool built = tmp && cache_open(b->root, true, &v.cache) == 0 && collect(&v) && scan(&v) &&
                  produce(&v) && mkdir(tmp, 0755) == 0 && out_write(&v, tmp) == 0;
     bool ok = built && out_same(b, tmp);
-    if (!built)
+    if (!built && op_cancelled(b->o)) /* the outputs are published: only the check stopped */
+        resp_diag(b->o->r, "warning", "verify_cancelled", NULL, NULL,
+                  "cancelled during the --verify rebuild; the published outputs were not compared");
+    else if (!built)
         resp_diag(b->o->r, "error", "verify_failed", NULL, NULL,
                   "the clean rebuild for --verify did not complete");
-    if (!ok)
+    if (!ok && !(!built && op_cancelled(b->o)))
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
     if (tmp)
         out_rm_tree(tmp);
@@ -750,6 +756,16 @@ static void save_report(build_ctx *b, double ms)
     pk_free(text);
 }
 
+/* Stopped by its cancellation token before the outputs were published:
+ * the output directory and the registry are as they were. The cache is not
+ * saved (its index would forget what the skipped assets last depended on);
+ * objects written meanwhile are found by key next time. */
+static void cancelled(build_ctx *b)
+{
+    op_cancel_response(b->o, true);
+    finish(b, "cancelled", "build cancelled; outputs left as they were");
+}
+
 static void run_build(build_ctx *b)
 {
     double t0 = now_ms();
@@ -767,6 +783,10 @@ static void run_build(build_ctx *b)
         return;
     }
     if (!scan(b)) {
+        if (op_cancelled(b->o)) {
+            cancelled(b);
+            return;
+        }
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
         finish(b, "blocked", "build blocked by structural errors; outputs left as they were");
         return;
@@ -778,6 +798,10 @@ static void run_build(build_ctx *b)
         announce_cache(b); /* nothing is read, nothing is written */
     else
         ok = produce(b);
+    if (op_cancelled(b->o)) { /* the last point before the commit */
+        cancelled(b);
+        return;
+    }
     remember_assets(b);
     cache_save(b->cache); /* a cache that cannot be saved only costs work */
     if (!ok) {

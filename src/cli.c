@@ -639,6 +639,12 @@ static int cmd_pack(cli *c, int argc, char **argv)
     return cli_pack(argc, argv, c->json);
 }
 
+static int cmd_serve(cli *c, int argc, char **argv)
+{
+    (void)c; /* serve makes its own bus and writes only the protocol to stdout */
+    return cli_serve(argc, argv);
+}
+
 static int cmd_help(cli *c, int argc, char **argv);
 
 static const command COMMANDS[] = {
@@ -694,6 +700,7 @@ static const command COMMANDS[] = {
      cmd_restore},
     {"status", "status", "Show the workspace, the asset counts and the runtime state.", cmd_status},
     {"pack", cli_pack_usage, cli_pack_help, cmd_pack},
+    {"serve", cli_serve_usage, cli_serve_help, cmd_serve},
     {"repl", "repl", "A Lua 5.4 prompt with the open project bound to `project`.", cmd_repl},
     {"help", "help [COMMAND]", "Show help for packer or for one command.", cmd_help},
 };

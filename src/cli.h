@@ -21,6 +21,12 @@ void cli_print_quarantine(const cJSON *root);
 extern const char cli_pack_usage[], cli_pack_help[];
 int cli_pack(int argc, char **argv, int json);
 
+/* `packer serve` (serve.c): argv[0] is "serve"; the current directory is
+ * the workspace (or where init_workspace creates one). Returns the exit
+ * code. Usage and help for the command table. */
+extern const char cli_serve_usage[], cli_serve_help[];
+int cli_serve(int argc, char **argv);
+
 /* Interactive Lua prompt over an open project; 0 on a clean exit. */
 int cli_repl(const char *root);
 

@@ -23,6 +23,8 @@
  *     reason; the other rules still run and the doctor completes.
  *   - Rules never mutate: ctx is read-only, and fix() only describes an
  *     action of a kind packer knows (fix.c), which packer applies.
+ *   - A cancellation token (cancel.c) is honoured between rules, before
+ *     anything is recorded (doctor-state.json) or applied.
  *   - diagnostics_updated is emitted when the set of diagnostics differs
  *     from the last run of the same mode (digest in .packer/doctor-state.json).
  *
@@ -574,6 +576,12 @@ static void run_doctor(doc_run *d, const limits *lim)
         return;
     }
     for (size_t i = 0; i < rules.n; i++) {
+        if (op_cancelled(d->o)) { /* between rules: nothing recorded or applied yet */
+            op_cancel_response(d->o, true);
+            cJSON_Delete(report);
+            rules_free(&rules);
+            return;
+        }
         op_progress(d->o, i, rules.n, "running doctor rules");
         run_rule(d, &rules.v[i], lim, report);
     }

@@ -308,6 +308,10 @@ int lane_run(lane *l, lane_fn fn, void *arg);
 /* Drain queued jobs, stop and free. Accepts NULL. */
 void lane_free(lane *l);
 bool lane_is_current(const lane *l);
+/* lane_run with a cancellation token: while the job is still queued, a
+ * triggered tok takes it off the queue (checked every 10 ms) and *dropped
+ * is set; fn never runs then. Once fn has started it runs to its end. */
+int lane_run_cancel(lane *l, lane_fn fn, void *arg, const packer_cancel *tok, bool *dropped);
 
 /* ---- bus.c: events and their delivery --------------------------------- */
 
@@ -580,7 +584,13 @@ struct op {
     resp *r;
     cJSON *params;
     const void *svc; /* the service table entry, for the lane job */
+    packer_cancel *cancel; /* NULL: not cancellable (cancel.c) */
 };
+
+/* cancel.c: whether o's token was triggered; the response of an operation
+ * that stopped for it (started: it ran part way; else nothing ran). */
+bool op_cancelled(const op *o);
+void op_cancel_response(op *o, bool started);
 
 void op_emit(op *o, packer_event_kind kind, const char *summary, cJSON *affected,
              cJSON *extra_key_vals);

@@ -11,6 +11,7 @@
  * needs another write does it inline); lane_free from the owner only.
  */
 #include <pthread.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -89,6 +90,59 @@ int lane_run(lane *l, lane_fn fn, void *arg)
     pthread_cond_signal(&l->work_cv);
     while (!j.done)
         pthread_cond_wait(&l->done_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+/* Unlink j from the queue; true when it was still there (not started). */
+static bool lane_unqueue(lane *l, job *j)
+{
+    job *prev = NULL;
+    for (job *q = l->head; q; prev = q, q = q->next) {
+        if (q != j)
+            continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            l->head = j->next;
+        if (l->tail == j)
+            l->tail = prev;
+        return true;
+    }
+    return false;
+}
+
+int lane_run_cancel(lane *l, lane_fn fn, void *arg, const packer_cancel *tok, bool *dropped)
+{
+    *dropped = false;
+    if (!tok)
+        return lane_run(l, fn, arg);
+    job j = {fn, arg, false, NULL};
+    pthread_mutex_lock(&l->mu);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        return pk_err(PACKER_ECLOSED, "project is closing");
+    }
+    if (l->tail)
+        l->tail->next = &j;
+    else
+        l->head = &j;
+    l->tail = &j;
+    pthread_cond_signal(&l->work_cv);
+    while (!j.done) {
+        /* the trigger is a bare atomic store (signal-safe), so nobody
+         * signals this condition for it: look every 10 ms */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 10000000;
+        if (ts.tv_nsec >= 1000000000)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&l->done_cv, &l->mu, &ts);
+        if (!j.done && packer_cancel_triggered(tok) && lane_unqueue(l, &j)) {
+            *dropped = true;
+            break;
+        }
+    }
     pthread_mutex_unlock(&l->mu);
     return 0;
 }

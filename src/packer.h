@@ -310,6 +310,48 @@ int packer_project_observe(packer_project *p, int on);
 int packer_call(packer_project *p, const char *service, const char *params_json,
                 packer_response **out);
 
+/* ---- cancellation ------------------------------------------------------ */
+
+/*
+ * A cancellation token for one or more long operations (build, doctor, a
+ * write waiting its turn on the lane). The host creates it, passes it to
+ * packer_call_cancellable() and may trigger it at any time; the operation
+ * stops at the next point where stopping leaves the project exactly as it
+ * was, and answers with a "cancelled" blocker:
+ *   - not started yet (a write still queued on the lane, or any call whose
+ *     token was already triggered): nothing runs; status refused;
+ *   - build: stops between assets and before publishing; the output
+ *     directory and the registry are left as they were (the cache keeps
+ *     the outputs of the assets that finished); status failed;
+ *   - doctor: stops between rules; nothing recorded or applied; failed.
+ * A token triggered after the operation's commit point (a build already
+ * swapping its outputs in, a registry commit) changes nothing: the
+ * operation completes and its response says ok. Reads and registry
+ * mutations are short and only honour a token before they start. The
+ * runtime state is never changed by a cancellation.
+ * A token stays triggered; use a new one per operation.
+ */
+typedef struct packer_cancel packer_cancel;
+
+/* New untriggered token. Returns 0 or PACKER_ENOMEM. Any thread. Caller
+ * frees with packer_cancel_free() once no call using it is in flight. */
+int packer_cancel_new(packer_cancel **out);
+/* Ask every operation holding tok to stop. Any thread, and
+ * async-signal-safe (one lock-free atomic store). Accepts NULL. */
+void packer_cancel_trigger(packer_cancel *tok);
+/* 1 once triggered, else 0 (also for NULL). Any thread. */
+int packer_cancel_triggered(const packer_cancel *tok);
+/* Accepts NULL. */
+void packer_cancel_free(packer_cancel *tok);
+
+/* packer_call() with a cancellation token (NULL: not cancellable). Same
+ * threads, ownership and return codes; a cancelled operation still
+ * returns 0 with a response (status refused or failed, blocker
+ * "cancelled"). A queued write whose token is triggered returns within
+ * about 10 ms, without waiting for the writes ahead of it. */
+int packer_call_cancellable(packer_project *p, const char *service, const char *params_json,
+                            packer_cancel *tok, packer_response **out);
+
 /* Typed wrappers over packer_call(); same threading and ownership. */
 typedef struct {
     const char *address; /* only with exactly one path; NULL: from manifest */

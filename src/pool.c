@@ -7,7 +7,9 @@
  * have run and every thread it started is joined. Each worker gets its
  * own state from worker_new (freed with worker_free) and takes items in
  * index order from one atomic counter. Progress events are published only
- * by the calling thread, never by a worker.
+ * by the calling thread, never by a worker. Once the operation is
+ * cancelled (cancel.c) the items not yet started are skipped: the caller
+ * must check op_cancelled() before trusting that every item ran.
  *
  * Threads: pool_run from the lane; fn, worker_new and worker_free run on
  * the workers, concurrently with each other (they must lock what they share).
@@ -19,6 +21,7 @@
 #include "internal.h"
 
 typedef struct {
+    op *o;
     void *ctx;
     size_t n;
     pool_fn fn;
@@ -34,7 +37,8 @@ static void *pool_main(void *arg)
     pool *p = arg;
     void *w = p->worker_new ? p->worker_new(p->ctx) : NULL;
     for (size_t i; (i = atomic_fetch_add(&p->next, 1)) < p->n;) {
-        p->fn(p->ctx, i, w);
+        if (!p->o || !op_cancelled(p->o)) /* cancelled: the rest only count as done */
+            p->fn(p->ctx, i, w);
         if (atomic_fetch_add(&p->done, 1) + 1 == p->n) {
             pthread_mutex_lock(&p->mu); /* the waiter is waiting or will see done */
             pthread_cond_signal(&p->cv);
@@ -49,7 +53,8 @@ static void *pool_main(void *arg)
 void pool_run(op *o, size_t n, int jobs_wanted, size_t work, const char *what, pool_fn fn,
               void *(*worker_new)(void *ctx), void (*worker_free)(void *w), void *ctx)
 {
-    pool p = {.ctx = ctx, .n = n, .fn = fn, .worker_new = worker_new, .worker_free = worker_free};
+    pool p = {
+        .o = o, .ctx = ctx, .n = n, .fn = fn, .worker_new = worker_new, .worker_free = worker_free};
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     size_t jobs = (size_t)(jobs_wanted < 1 ? 1 : jobs_wanted > 64 ? 64 : jobs_wanted);

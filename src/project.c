@@ -368,18 +368,25 @@ static const service *find_service(const char *name)
 }
 
 /* Run svc with params (consumed) and freeze its response into *out. */
-static int dispatch(packer_project *p, const service *svc, cJSON *params, packer_response **out)
+static int dispatch(packer_project *p, const service *svc, cJSON *params, packer_cancel *tok,
+                    packer_response **out)
 {
     op o;
     op_init(&o, p, p->op_prefix, atomic_fetch_add(&p->ops, 1) + 1);
     o.params = params;
+    o.cancel = tok;
     o.r = resp_new(svc->cls, o.id);
     int rc = 0;
+    bool dropped = false;
     if (!o.r) {
         rc = pk_err(PACKER_ENOMEM, "out of memory");
+    } else if (op_cancelled(&o)) {
+        op_cancel_response(&o, false);
     } else if (svc->write) {
         o.svc = svc;
-        rc = lane_run(p->lane, run_job, &o);
+        rc = lane_run_cancel(p->lane, run_job, &o, tok, &dropped);
+        if (rc == 0 && dropped)
+            op_cancel_response(&o, false);
     } else {
         run_service(&o, svc);
     }
@@ -392,6 +399,12 @@ static int dispatch(packer_project *p, const service *svc, cJSON *params, packer
 
 int packer_call(packer_project *p, const char *service_name, const char *params_json,
                 packer_response **out)
+{
+    return packer_call_cancellable(p, service_name, params_json, NULL, out);
+}
+
+int packer_call_cancellable(packer_project *p, const char *service_name, const char *params_json,
+                            packer_cancel *tok, packer_response **out)
 {
     *out = NULL;
     if (!p || !service_name)
@@ -411,7 +424,7 @@ int packer_call(packer_project *p, const char *service_name, const char *params_
     } else if (!(params = cJSON_CreateObject())) {
         return pk_err(PACKER_ENOMEM, "out of memory");
     }
-    return dispatch(p, svc, params, out);
+    return dispatch(p, svc, params, tok, out);
 }
 
 /* ---- typed wrappers: packer_call with parameters built in C ------------ */
@@ -427,7 +440,7 @@ static int call_with(packer_project *p, const char *service_name, cJSON *params,
     }
     if (!params)
         return pk_err(PACKER_ENOMEM, "out of memory");
-    return dispatch(p, find_service(service_name), params, out);
+    return dispatch(p, find_service(service_name), params, NULL, out);
 }
 
 static int call_asset(packer_project *p, const char *service_name, const char *asset,
