@@ -7,8 +7,12 @@
  * it across processes). lane_run() waits for its job, so a caller sees the
  * result of its own write and of every write submitted before it.
  *
+ * lane_post queues a job without waiting for it (the observer schedules
+ * reconciles this way: observation never blocks on the lane).
+ *
  * Threads: lane_run from any thread except the lane itself (a job that
- * needs another write does it inline); lane_free from the owner only.
+ * needs another write does it inline); lane_post from any thread; lane_free
+ * from the owner only.
  */
 #include <pthread.h>
 
@@ -18,6 +22,7 @@ typedef struct job {
     lane_fn fn;
     void *arg;
     bool done;
+    bool posted; /* lane_post: nobody waits; the lane frees it */
     struct job *next;
 } job;
 
@@ -45,6 +50,11 @@ static void *lane_main(void *arg)
             l->tail = NULL;
         pthread_mutex_unlock(&l->mu);
         j->fn(j->arg);
+        if (j->posted) {
+            pk_free(j);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
         pthread_mutex_lock(&l->mu);
         j->done = true;
         pthread_cond_broadcast(&l->done_cv);
@@ -75,7 +85,7 @@ int lane_new(lane **out)
 
 int lane_run(lane *l, lane_fn fn, void *arg)
 {
-    job j = {fn, arg, false, NULL};
+    job j = {fn, arg, false, false, NULL};
     pthread_mutex_lock(&l->mu);
     if (l->stopping) {
         pthread_mutex_unlock(&l->mu);
@@ -89,6 +99,30 @@ int lane_run(lane *l, lane_fn fn, void *arg)
     pthread_cond_signal(&l->work_cv);
     while (!j.done)
         pthread_cond_wait(&l->done_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    return 0;
+}
+
+int lane_post(lane *l, lane_fn fn, void *arg)
+{
+    job *j = pk_calloc(1, sizeof *j);
+    if (!j)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    j->fn = fn;
+    j->arg = arg;
+    j->posted = true;
+    pthread_mutex_lock(&l->mu);
+    if (l->stopping) {
+        pthread_mutex_unlock(&l->mu);
+        pk_free(j);
+        return pk_err(PACKER_ECLOSED, "project is closing");
+    }
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+    pthread_cond_signal(&l->work_cv);
     pthread_mutex_unlock(&l->mu);
     return 0;
 }
