@@ -808,9 +808,10 @@ void obs_note_write(const char *abs, bool tree);
 void obs_post_reconcile(packer_project *p);
 /* The last failed reconcile's message, or NULL (caller frees). Any thread. */
 char *obs_failure(packer_project *p);
-/* Tests: behave as if the kernel queue overflowed now (pending changes
- * and unread kernel events are dropped; a rescan must find them). */
-int obs_test_overflow(packer_project *p);
+/* Tests: lose = true: kernel events are read and thrown away from now on,
+ * as when the kernel queue overflows; lose = false: the overflow is
+ * noticed (as IN_Q_OVERFLOW), and a rescan must find what was lost. */
+int obs_test_overflow(packer_project *p, bool lose);
 /* Tests: while held, the observer announces divergence but defers the
  * reconcile it would post (a write in between is refused, reliably). */
 void obs_test_hold(packer_project *p, bool hold);
@@ -852,6 +853,7 @@ typedef struct {
     ptab *base, *pending;
     bool (*own)(void *ctx, const char *path, bool present, const cache_stat *cur);
     void *own_ctx;
+    bool rescan;           /* the paths come from a rescan (said in the event) */
     size_t changed_assets; /* out */
 } obs_batch;
 void obs_batch_run(obs_batch *b);

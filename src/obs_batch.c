@@ -112,7 +112,7 @@ static int cmp_str(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-static cJSON *extra_paths(cJSON *paths, size_t count)
+static cJSON *extra_paths(cJSON *paths, size_t count, bool rescan)
 {
     cJSON *extra = cJSON_CreateObject();
     if (!extra) {
@@ -121,6 +121,8 @@ static cJSON *extra_paths(cJSON *paths, size_t count)
     }
     json_add_item(extra, "paths", paths);
     cJSON_AddNumberToObject(extra, "path_count", (double)count);
+    if (rescan)
+        cJSON_AddTrueToObject(extra, "rescan");
     return extra;
 }
 
@@ -149,7 +151,7 @@ void obs_batch_run(obs_batch *b)
         snprintf(summary, sizeof summary, "%zu asset%s changed on disk (%zu path%s)", u,
                  u == 1 ? "" : "s", c.changed, c.changed == 1 ? "" : "s");
         op_emit(b->o, PACKER_EV_ASSET_CHANGED, summary, json_str_array(c.ids, u),
-                extra_paths(c.paths, c.changed));
+                extra_paths(c.paths, c.changed, b->rescan));
         c.paths = NULL;
     }
     int nfound = cJSON_GetArraySize(c.found);
@@ -158,7 +160,7 @@ void obs_batch_run(obs_batch *b)
         snprintf(summary, sizeof summary, "%d unregistered asset root%s discovered", nfound,
                  nfound == 1 ? "" : "s");
         op_emit(b->o, PACKER_EV_ASSET_DISCOVERED, summary, NULL,
-                extra_paths(c.found, (size_t)nfound));
+                extra_paths(c.found, (size_t)nfound, b->rescan));
         c.found = NULL;
     }
     cJSON_Delete(c.paths);

@@ -63,14 +63,14 @@ struct obs {
     char *failure;
     char cfg_hash[HASH_HEX_LEN + 1];
     bool hold, held;
-    atomic_bool running, stopping, overflow_asked, queued;
+    atomic_bool running, stopping, losing, overflow_asked, queued;
     /* the observer thread's own state */
     pthread_t thread;
     int ifd, wakefd;
     char **wd_path;
     size_t wd_cap;
     ptab base, pending;
-    bool pend_registry, overflow, exhausted;
+    bool pend_registry, overflow, exhausted, rescanned;
     double first, last, next_rescan;
     unsigned long batches;
     char prefix[9];
@@ -211,7 +211,7 @@ static void rescan(obs *ob)
     ptab_each(&ob->base, rescan_gone, &r);
     ptab_each(&r.now, rescan_changed, &r);
     ptab_clear(&r.now);
-    ob->pend_registry = true;
+    ob->pend_registry = ob->rescanned = true;
     ob->first = ob->last = now_s() - OBS_MAX_DELAY; /* report at once */
 }
 
@@ -554,13 +554,14 @@ static void flush(obs *ob)
                        .base = &ob->base,
                        .pending = &ob->pending,
                        .own = own_cb,
-                       .own_ctx = ob};
+                       .own_ctx = ob,
+                       .rescan = ob->rescanned};
         obs_batch_run(&b);
         ptab_clear(&ob->pending);
     }
     if (ob->pend_registry)
         check_registry(ob, &o);
-    ob->pend_registry = false;
+    ob->pend_registry = ob->rescanned = false;
     ob->first = ob->last = 0;
 }
 
@@ -605,7 +606,7 @@ static void *obs_main(void *arg)
         if (atomic_exchange(&ob->overflow_asked, false))
             ob->overflow = true;
         if (!ob->overflow && ob->ifd >= 0 && (fds[1].revents & POLLIN))
-            read_events(ob, false);
+            read_events(ob, atomic_load(&ob->losing));
         double t = now_s();
         if (ob->overflow) {
             recover_overflow(ob);
@@ -619,11 +620,14 @@ static void *obs_main(void *arg)
     return NULL;
 }
 
-int obs_test_overflow(packer_project *p)
+int obs_test_overflow(packer_project *p, bool lose)
 {
     obs *ob = project_obs(p);
     if (!ob || !atomic_load(&ob->running))
         return pk_err(PACKER_EINVAL, "the project is not observed");
+    atomic_store(&ob->losing, lose);
+    if (lose)
+        return 0;
     atomic_store(&ob->overflow_asked, true);
     uint64_t one = 1;
     return write(ob->wakefd, &one, sizeof one) == sizeof one ? 0 : pk_err_errno("wake", "eventfd");

@@ -64,9 +64,13 @@ static cJSON *asset_json_fresh(const asset_rec *a, fresh *f)
     cJSON *v =
         j ? cJSON_AddStringToObject(j, "freshness", fresh_is_stale(f, a->id) ? "stale" : "fresh")
           : NULL;
-    if (v) {
+    cJSON *id = v ? cJSON_GetObjectItemCaseSensitive(j, "asset_id") : NULL;
+    if (id && id->next != v) { /* move it after asset_id (cJSON has no insert-after) */
         cJSON_DetachItemViaPointer(j, v);
-        cJSON_InsertItemInArray(j, 2, v);
+        v->prev = id;
+        v->next = id->next;
+        id->next->prev = v;
+        id->next = v;
     }
     return j;
 }
