@@ -11,7 +11,7 @@ describe("the runtime", function()
   end)
   after_each(function() support.rmtree(dir) end)
 
-  it("notices a commit by another process and reconciles before its next write", function()
+  it("notices a commit by another process and reconciles before writing again", function()
     local p = assert(packer.open(dir))
     p:register_asset("assets/a1")
     assert.equal(0, (support.cli(dir, "register", "assets/a2")))
@@ -24,7 +24,15 @@ describe("the runtime", function()
     p:on(function(ev)
       if ev.kind == "runtime_state_changed" then kinds[#kinds + 1] = ev.runtime_state end
     end)
+    -- the runtime was told it diverged: the next write is refused, saying why
     local r = p:register_asset("assets/a3")
+    assert.equal("refused", r.status)
+    assert.equal("diverged", r.blockers[1].code)
+    -- a reconcile runs in the background; then the write goes through
+    local deadline = os.time() + 30
+    while p:state() ~= "healthy" and os.time() < deadline do p:poll(0.05) end
+    assert.equal("healthy", p:state())
+    r = p:register_asset("assets/a3")
     assert.equal("ok", r.status)
     assert.same({ "reconciling", "healthy", "committing", "healthy" }, kinds)
     assert.equal(3, #p:list_assets().data.assets) -- the other process's commit is not lost

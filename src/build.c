@@ -845,6 +845,7 @@ void svc_build(op *o)
         pk_free(b.out_dir);
         return;
     }
+    uint64_t marks = fresh_seq(project_fresh(o->p)); /* changes after this stay stale */
     int rc = project_begin_write(o->p, o, &b.cur);
     if (rc) {
         resp_status(o->r, PACKER_STATUS_FAILED);
@@ -854,6 +855,11 @@ void svc_build(op *o)
         return;
     }
     run_build(&b);
+    if (resp_get_status(o->r) == PACKER_STATUS_OK && fresh_count(project_fresh(o->p))) {
+        cJSON *built = cJSON_CreateArray();
+        fresh_built(project_fresh(o->p), b.cur, marks, built);
+        project_refresh_state(o->p, o, built);
+    }
     items_free(&b);
     recipes_free(b.rs);
     cache_close(b.cache);
