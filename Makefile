@@ -35,9 +35,9 @@ CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
 # packer serve: JSON-RPC over stdin/stdout (serve.c) and its framing (rpc.c)
 CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o
-$(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o: src/rpc.h
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
+EXAMPLES += $(BUILD)/examples/serve-client
 
 SOVERSION = 0
 TARGETS  = $(BUILD)/libpacker.a $(BUILD)/libpacker.so $(BUILD)/packer $(BUILD)/lua/packer.so
@@ -58,6 +58,7 @@ $(BUILD)/obj/%.o: src/%.c src/internal.h src/packer.h src/cli.h
 
 $(BUILD)/obj/pack.o $(BUILD)/obj/pack_reader.o $(BUILD)/obj/cli_pack.o: src/pack_reader.h
 $(BUILD)/obj/build.o $(BUILD)/obj/build_out.o: src/build.h
+$(BUILD)/obj/serve.o $(BUILD)/obj/rpc.o: src/rpc.h
 
 # Built-in recipes travel inside the library (lua/recipes is their source).
 $(BUILD)/gen/builtin_recipes.c: $(wildcard lua/recipes/*.lua) scripts/embed-lua.lua
@@ -104,6 +105,12 @@ $(BUILD)/examples/host: examples/host/host.c $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
 
+# a client of `packer serve` in another process: libc and cJSON only
+$(BUILD)/examples/serve-client: examples/serve-client/client.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LDFLAGS) $(shell pkg-config --libs libcjson 2>/dev/null)
+
 demo:
 	@sh scripts/deps.sh
 	@$(MAKE) --no-print-directory all
@@ -134,6 +141,11 @@ fuzz: $(BUILD)/gen/builtin_recipes.c $(BUILD)/gen/builtin_rules.c
 	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
 	    -o build-fuzz/fuzz_pack_reader spec/fuzz/fuzz_pack_reader.c src/pack_reader.c
 	@echo "run: build-fuzz/fuzz_pack_reader -max_total_time=60 spec/fuzz/pack-corpus"
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -Isrc \
+	    $(shell pkg-config --cflags $(PKGS)) -o build-fuzz/fuzz_rpc \
+	    spec/fuzz/fuzz_rpc.c src/rpc.c $(LIB_SRC:%=src/%.c) $(BUILD)/gen/builtin_recipes.c \
+	    $(BUILD)/gen/builtin_rules.c $(LIBS) -pthread -lm
+	@echo "run: build-fuzz/fuzz_rpc -max_total_time=60 spec/fuzz/rpc-corpus"
 
 $(BUILD)/bench_registry: scripts/bench_registry.c $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")

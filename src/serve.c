@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -94,6 +95,7 @@ typedef struct req {
 
 typedef struct {
     int out_fd, in_fd;
+    int wake[2]; /* a byte here ends the input: the client is gone */
     pthread_mutex_t out_mu;
     atomic_bool gone;  /* the client cannot be written to any more */
     atomic_bool quiet; /* closing: events are no longer sent */
@@ -111,10 +113,16 @@ typedef struct {
 } server;
 
 static volatile sig_atomic_t got_signal;
+static int signal_fd = -1; /* the wake pipe's write end, for on_signal */
 
 static void on_signal(int sig)
 {
     got_signal = sig;
+    if (signal_fd >= 0) {
+        char c = 1;
+        ssize_t n = write(signal_fd, &c, 1); /* async-signal-safe */
+        (void)n;
+    }
 }
 
 /* ---- writing ---------------------------------------------------------- */
@@ -129,8 +137,12 @@ static void cancel_all(server *s)
 
 static void client_gone(server *s, const char *why)
 {
-    if (!atomic_exchange(&s->gone, true))
+    if (!atomic_exchange(&s->gone, true)) {
         fprintf(stderr, "packer serve: %s; cancelling what is in flight\n", why);
+        char c = 1;
+        ssize_t n = write(s->wake[1], &c, 1); /* the reader stops too */
+        (void)n;
+    }
     cancel_all(s);
 }
 
@@ -479,13 +491,21 @@ static void handle_body(server *s, const char *body, size_t len)
     cJSON_Delete(msg);
 }
 
-/* read(2) on stdin; a signal ends the input like EOF. */
+/* read(2) on stdin; a signal or a client found gone while writing ends
+ * the input like EOF. */
 static ssize_t read_in(void *ctx, void *buf, size_t n)
 {
     server *s = ctx;
     for (;;) {
-        if (got_signal)
+        struct pollfd pfd[2] = {{.fd = s->in_fd, .events = POLLIN},
+                                {.fd = s->wake[0], .events = POLLIN}};
+        if (got_signal || atomic_load(&s->gone))
             return 0;
+        int k = poll(pfd, 2, -1);
+        if (k < 0 && errno != EINTR)
+            return -1;
+        if (k <= 0 || pfd[1].revents)
+            continue; /* checked at the top */
         ssize_t r = read(s->in_fd, buf, n);
         if (r >= 0 || errno != EINTR)
             return r;
@@ -588,14 +608,13 @@ int cli_serve(int argc, char **argv)
     int workers;
     if (parse_args(argc, argv, &workers) != 0)
         return EXIT_USAGE;
-    /* signals end the input on the main thread only: the threads started
-     * below (ours and the library's) inherit a mask that blocks them */
-    sigset_t stop, old;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, &old);
-    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: read() returns */
+    if (pipe2(s.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "packer serve: pipe: %s\n", strerror(errno));
+        return EXIT_IO;
+    }
+    signal_fd = s.wake[1];
+    /* SIGINT/SIGTERM end the input (through the wake pipe) like EOF */
+    struct sigaction sa = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
@@ -618,9 +637,7 @@ int cli_serve(int argc, char **argv)
         fprintf(stderr, "packer serve: cannot start worker threads\n");
         goto out;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     read_loop(&s);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     if (!s.exit_seen)
         client_gone(&s, got_signal ? "signalled" : "stdin closed");
     code = s.exit_seen && s.shutdown ? EXIT_CLEAN : EXIT_UNCLEAN;
@@ -631,6 +648,9 @@ out:
     packer_bus_free(s.bus);
     if (s.out_fd >= 0)
         close(s.out_fd);
+    signal_fd = -1;
+    close(s.wake[0]);
+    close(s.wake[1]);
     for (req *q = s.head, *n; q; q = n) { /* queued when the client went away */
         n = q->next;
         req_free(q);
