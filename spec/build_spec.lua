@@ -50,7 +50,18 @@ describe("build", function()
     local surface = support.read(ws .. "/build/addressables.json")
     assert.matches('^%[{"address":"bundles/b","asset_id":"%x+"},', surface)
     assert.is_nil(surface:find("root"))
-    assert.is_truthy(support.exists(ws .. "/.packer/build-report.json"))
+    -- the report in .packer/ is canonical JSON and is exactly the response's data
+    local report = support.read(ws .. "/.packer/build-report.json")
+    assert.matches('^{\n  "assets": %[\n    {\n      "address": "bundles/b",\n', report)
+    assert.matches('\n  "up_to_date": false\n}\n$', report)
+    assert.same(r.data, require("dkjson").decode(report))
+    -- details = false: the same report, the per-asset list only in the file
+    r = p:build { details = false }
+    assert.equal("ok", r.status, r.summary)
+    assert.is_nil(r.data.assets)
+    assert.equal(5, r.data.totals.hits)
+    assert.is_true(r.data.up_to_date)
+    assert.equal(5, #require("dkjson").decode(support.read(ws .. "/.packer/build-report.json")).assets)
     assert.same({ "addressables.json", "assets.pack" }, (function()
       local names = {}
       for name in pairs(files_of(ws .. "/build")) do names[#names + 1] = name end

@@ -45,6 +45,21 @@ describe("packer CLI", function()
     assert.equal(1, r.data.asset.inputs[1].size)
   end)
 
+  it("takes --json and --events after the command as well as before it", function()
+    cli(dir, "register", "assets/hero")
+    local code, out = cli(dir, "list", "--json", "--included")
+    assert.equal(0, code)
+    assert.equal("sprites/hero", json_decode(out).data.assets[1].address)
+    local log = dir .. "/events.jsonl"
+    code, out = cli(dir, "build", "--events", log, "--json")
+    assert.equal(0, code)
+    assert.equal(1, json_decode(out).data.totals.assets)
+    assert.matches('"kind":"build_finished"', support.read(log))
+    assert.equal(2, (cli(dir, "list", "--events")))
+    -- after "--" nothing is taken: the command sees the word itself
+    assert.equal(2, (cli(dir, "list", "--", "--json")))
+  end)
+
   it("uses exit code 2 for usage errors", function()
     assert.equal(2, (cli(dir, "register")))
     assert.equal(2, (cli(dir, "register", "a", "b", "--address", "x")))

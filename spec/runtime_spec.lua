@@ -11,7 +11,7 @@ describe("the runtime", function()
   end)
   after_each(function() support.rmtree(dir) end)
 
-  it("notices a commit by another process and reconciles before its next write", function()
+  it("notices a commit by another process and reconciles before writing again", function()
     local p = assert(packer.open(dir))
     p:register_asset("assets/a1")
     assert.equal(0, (support.cli(dir, "register", "assets/a2")))
@@ -24,11 +24,43 @@ describe("the runtime", function()
     p:on(function(ev)
       if ev.kind == "runtime_state_changed" then kinds[#kinds + 1] = ev.runtime_state end
     end)
+    -- the runtime was told it diverged: the next write is refused, saying why
     local r = p:register_asset("assets/a3")
+    assert.equal("refused", r.status)
+    assert.equal("diverged", r.blockers[1].code)
+    -- a reconcile runs in the background; then the write goes through
+    local deadline = os.time() + 30
+    while p:state() ~= "healthy" and os.time() < deadline do p:poll(0.05) end
+    assert.equal("healthy", p:state())
+    r = p:register_asset("assets/a3")
     assert.equal("ok", r.status)
     assert.same({ "reconciling", "healthy", "committing", "healthy" }, kinds)
     assert.equal(3, #p:list_assets().data.assets) -- the other process's commit is not lost
     p:close()
+  end)
+
+  it("reconciles what other writers changed, shard files replaced behind its back included", function()
+    local p = assert(packer.open(dir))
+    p:register_asset({ "assets/a1", "assets/a2" })
+    os.execute("sleep 0.2") -- the shard stats it remembers are now past the racy window
+    local id = p:get_asset_details("assets/a1").data.asset.asset_id
+    -- a VCS checkout replaces a1's shard file with another address (new file, renamed in)
+    local shard = dir .. "/.packer/registry/" .. id:sub(1, 2) .. ".json"
+    local text = support.read(shard):gsub('"address": "assets/a1"', '"address": "assets/zz"')
+    support.write(shard .. ".new", text)
+    assert(os.rename(shard .. ".new", shard))
+    -- and another process commits an asset of its own
+    assert.equal(0, (support.cli(dir, "register", "assets/a3")))
+    assert.equal("ok", p:exclude_asset_from_build("assets/a2").status)
+    local seen = {}
+    for _, a in ipairs(p:list_assets().data.assets) do seen[a.address] = a.included end
+    assert.same({ ["assets/zz"] = true, ["assets/a2"] = false, ["assets/a3"] = true }, seen)
+    p:close()
+    local fresh = assert(packer.open(dir)) -- memory equals a cold load of the disk
+    local cold = {}
+    for _, a in ipairs(fresh:list_assets().data.assets) do cold[a.address] = a.included end
+    assert.same(seen, cold)
+    fresh:close()
   end)
 
   it("serves two projects on one workspace without losing updates", function()

@@ -27,6 +27,7 @@ typedef struct {
     char *out_dir; /* absolute */
     bool clean, verify;
     bool quiet; /* the --verify rebuild: no events of its own */
+    bool brief; /* params.details false: no per-asset list in the response */
     int jobs;
     recipe_set *rs;
     cache *cache;

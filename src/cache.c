@@ -159,13 +159,20 @@ static size_t split(char *line, char sep, char **f, size_t max)
     return n;
 }
 
+/* Decimal digits only, no sign or space, no overflow: what save writes.
+ * By hand because strtoull's locale machinery was 6% of a no-op build. */
 static bool parse_u64(const char *s, uint64_t *out)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t v = 0;
+    const char *p = s;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
     *out = v;
-    return *s && !*end && errno == 0;
+    return p != s && !*p;
 }
 
 static bool parse_stat(char **f, cache_stat *st)

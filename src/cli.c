@@ -473,6 +473,8 @@ static int cmd_build(cli *c, int argc, char **argv)
         cJSON_AddTrueToObject(params, "clean");
     if (verify)
         cJSON_AddTrueToObject(params, "verify");
+    if (!c->json) /* only the summary is printed: spare the per-asset list */
+        cJSON_AddFalseToObject(params, "details");
     pk_free(abs_out);
     return call(c, "build", params, NULL);
 }
@@ -744,6 +746,33 @@ static int cmd_help(cli *c, int argc, char **argv)
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* `packer build --json` reads as naturally as `packer --json build`: take
+ * --json and --events FILE from the command's own arguments too (up to a
+ * "--"), removing them so the command's parser never sees them. False when
+ * --events lacks its FILE. */
+static bool take_global_opts(cli *c, int *argc, char **argv)
+{
+    int out = 1, i = 1;
+    for (; i < *argc && strcmp(argv[i], "--") != 0; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            c->json = true;
+        } else if (strncmp(argv[i], "--events=", 9) == 0) {
+            c->events = argv[i] + 9;
+        } else if (strcmp(argv[i], "--events") == 0) {
+            if (++i == *argc)
+                return false;
+            c->events = argv[i];
+        } else {
+            argv[out++] = argv[i];
+        }
+    }
+    while (i < *argc)
+        argv[out++] = argv[i++];
+    argv[out] = NULL;
+    *argc = out;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     cli c = {0};
@@ -784,6 +813,8 @@ int main(int argc, char **argv)
         return usage_error(NULL, "'%s' is not a packer command", argv[optind]);
     int cargc = argc - optind;
     char **cargv = argv + optind;
+    if (!take_global_opts(&c, &cargc, cargv))
+        return usage_error(NULL, "%s: --events needs a FILE", cmd->name);
     if (wants_help(cargc, cargv)) {
         printf("usage: packer %s\n\n%s\n", cmd->usage, cmd->help);
         return EXIT_DONE;

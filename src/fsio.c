@@ -223,13 +223,17 @@ int io_write_atomic(const char *path, const void *buf, size_t len)
         io_out_abort(o);
         return rc;
     }
-    return io_out_commit(o);
+    rc = io_out_commit(o);
+    if (rc == 0)
+        obs_note_write(path, false); /* packer's own write, not a change to report */
+    return rc;
 }
 
 int io_unlink_durable(const char *path)
 {
     if (unlink(path) < 0 && errno != ENOENT)
         return pk_err_errno("cannot remove", path);
+    obs_note_write(path, false);
     char *dir = dir_of(path);
     if (!dir)
         return pk_err(PACKER_ENOMEM, "out of memory");

@@ -106,6 +106,10 @@ int json_field_err(const char *display, const char *text, const char *key, const
 /* Canonical text: keys sorted, 2-space indent when pretty, trailing
  * newline when pretty. Sorts `item` in place. Caller frees (pk_free). */
 char *json_canonical(cJSON *item, bool pretty);
+/* Append s as a JSON string, d as a JSON number, exactly as
+ * json_canonical writes them (for writers that stream canonical text). */
+void json_put_str(strbuf *b, const char *s);
+void json_put_num(strbuf *b, double d);
 /* Sort object keys recursively, in place; false when out of memory. */
 bool json_sort_keys(cJSON *item);
 /* cJSON helpers that respect fault injection and return NULL on ENOMEM. */
@@ -220,6 +224,9 @@ const asset_rec *snap_by_root(const snap *s, const char *root);
 const asset_rec *snap_included_by_address(const snap *s, const char *addr);
 /* First asset (lowest id) with this address, included or not. */
 const asset_rec *snap_by_address(const snap *s, const char *addr);
+/* Ids that differ between a and b (added, removed, or any field changed),
+ * sorted, as a JSON array; NULL when out of memory. */
+cJSON *snap_diff_ids(const snap *a, const snap *b);
 /* All records sorted by root; borrowed, lives as long as s (computed once
  * per snapshot). NULL when out of memory. */
 const asset_rec *const *snap_all(const snap *s, size_t *n);
@@ -272,6 +279,14 @@ int store_stamp_read(store *st, store_stamp *out);
 bool store_stamp_eq(const store_stamp *a, const store_stamp *b);
 /* Under the lock: read every registry shard into a fresh snapshot. */
 int store_load(store *st, snap **out);
+/* Under the lock: the registry on disk as a snapshot derived from base
+ * (the one this store last loaded, reloaded or committed), re-reading
+ * only the shard files whose stat changed since: a reconcile after
+ * another process's commit costs the shards it touched. */
+int store_reload(store *st, const snap *base, snap **out);
+/* The published snapshot no longer matches what the store recorded (a
+ * commit failed halfway): the next reload re-reads every shard. */
+void store_forget(store *st);
 /* Parse one shard file's text into the edit (errors name `display`). */
 int store_parse_shard(const char *text, size_t len, const char *display, int shard_no,
                       snap_edit *e);
@@ -293,6 +308,9 @@ typedef void (*lane_fn)(void *arg);
 int lane_new(lane **out);
 /* Run fn(arg) on the lane thread after every earlier job; wait for it. */
 int lane_run(lane *l, lane_fn fn, void *arg);
+/* Queue fn(arg) after every earlier job and return at once; the lane
+ * runs it (also while draining at lane_free). Any thread. */
+int lane_post(lane *l, lane_fn fn, void *arg);
 /* Drain queued jobs, stop and free. Accepts NULL. */
 void lane_free(lane *l);
 bool lane_is_current(const lane *l);
@@ -604,6 +622,22 @@ void project_end_write(packer_project *p);
  * runtime then reports diverged until its next write reconciles. */
 bool project_check_disk(packer_project *p, op *o);
 const char *project_name(const packer_project *p);
+/* Observation's hooks into the project (observe.c, fresh.c). */
+typedef struct fresh fresh;
+typedef struct obs obs;
+lane *project_lane(packer_project *p);
+fresh *project_fresh(packer_project *p);
+obs *project_obs(packer_project *p);
+void project_set_obs(packer_project *p, obs *ob);
+/* project_set_state announcing the asset ids it concerns (taken). */
+void project_set_state_assets(packer_project *p, op *o, packer_state s, cJSON *affected);
+/* Another process changed packer-owned state: diverged, and the next
+ * mutation is refused until a reconcile (a failed commit of our own only
+ * makes the next write reconcile first). */
+void project_set_diverged(packer_project *p, op *o);
+/* After the stale set changed: healthy <-> stale to match it, announced
+ * with `affected` (taken). Other states are left as they are. */
+void project_refresh_state(packer_project *p, op *o, cJSON *affected);
 
 /* Resolve an asset given by id or address: the id, else the included
  * asset with that address, else any asset with that address. */
@@ -758,5 +792,105 @@ int quar_list(const char *root, cJSON **out);
 void svc_quarantine(op *o);
 void svc_quarantine_list(op *o);
 void svc_restore(op *o);
+
+/* ---- fresh.c: the stale set (per-asset freshness) --------------------- */
+
+fresh *fresh_new(void);
+void fresh_free(fresh *f);
+/* Mark ids stale (copied); ids not stale before are appended to `added`
+ * (a JSON array, may be NULL). */
+int fresh_mark(fresh *f, const char *const *ids, size_t n, cJSON *added);
+/* The latest mark number: a build passes it to fresh_built. */
+uint64_t fresh_seq(fresh *f);
+/* How many assets are stale; 0 for NULL. Lock-free. */
+size_t fresh_count(const fresh *f);
+bool fresh_is_stale(fresh *f, const char *id);
+/* After a successful build of snapshot s: the included assets not marked
+ * after `upto` are fresh again (ids no longer in s go too). */
+void fresh_built(fresh *f, const snap *s, uint64_t upto, cJSON *removed);
+/* After a reconcile: drop ids s no longer has. */
+void fresh_prune(fresh *f, const snap *s, cJSON *removed);
+/* The stale ids, sorted, as a new JSON array. */
+cJSON *fresh_list(fresh *f);
+
+/* ---- observe.c, obs_walk.c: background observation ---------------------- */
+
+/* Stop the observer thread (if running) and free it. Owner, at close. */
+void obs_free(obs *ob);
+/* The calling lane thread runs a job of p: files it writes until
+ * obs_lane_leave are packer's own (obs_note_write). */
+void obs_lane_enter(packer_project *p);
+void obs_lane_leave(void);
+/* fsio.c and quarantine.c, after writing, deleting or moving abs: when
+ * the calling thread runs a lane job of an observed project, remember the
+ * result so that the observer does not report it as someone else's change.
+ * tree: abs is a directory moved as a whole (everything under it). */
+void obs_note_write(const char *abs, bool tree);
+/* Queue a reconcile on p's lane (one at a time). Any thread. */
+void obs_post_reconcile(packer_project *p);
+/* The last failed reconcile's message, or NULL (caller frees). Any thread. */
+char *obs_failure(packer_project *p);
+/* Tests: lose = true: kernel events are read and thrown away from now on,
+ * as when the kernel queue overflows; lose = false: the overflow is
+ * noticed (as IN_Q_OVERFLOW), and a rescan must find what was lost. */
+int obs_test_overflow(packer_project *p, bool lose);
+/* Tests: while held, the observer announces divergence but defers the
+ * reconcile it would post (a write in between is refused, reliably). */
+void obs_test_hold(packer_project *p, bool hold);
+
+/* obs_walk.c: a table of workspace-relative paths, and the walk that
+ * fills it. Not thread-safe (the observer thread owns its tables). */
+typedef struct ptab_ent {
+    struct ptab_ent *next;
+    char *key;
+    uint64_t h;
+    cache_stat st;
+    bool present; /* st is valid (the path existed) */
+    bool tree;    /* own writes: the whole tree under key */
+    double t;     /* own writes: when noted */
+} ptab_ent;
+
+typedef struct {
+    ptab_ent **b;
+    size_t nb, n;
+} ptab;
+
+ptab_ent *ptab_get(const ptab *t, const char *key);
+/* The entry for key, added (zeroed, key copied) when absent; NULL on ENOMEM. */
+ptab_ent *ptab_put(ptab *t, const char *key);
+void ptab_del(ptab *t, const char *key);
+void ptab_clear(ptab *t);
+/* Call fn for every entry (fn may not add or delete). */
+void ptab_each(const ptab *t, void (*fn)(ptab_ent *e, void *ctx), void *ctx);
+
+/* obs_batch.c: classify one batch of changed paths (pending) against the
+ * baseline stats and the published snapshot; update the baseline; mark
+ * stale assets and emit asset_changed / asset_discovered on o. own says
+ * whether a path is packer's own write. */
+#define OBS_SAMPLE 64 /* paths listed in one event */
+typedef struct {
+    packer_project *p;
+    const char *root;
+    op *o;
+    ptab *base, *pending;
+    bool (*own)(void *ctx, const char *path, bool present, const cache_stat *cur);
+    void *own_ctx;
+    bool rescan;           /* the paths come from a rescan (said in the event) */
+    size_t changed_assets; /* out */
+} obs_batch;
+void obs_batch_run(obs_batch *b);
+
+/* Visit every directory and file under root/rel (rel "" for the whole
+ * workspace) without following symlinks, skipping .packer, VCS and build
+ * output directories: dir(ctx, rel) for each directory (rel "" for the
+ * root), file(ctx, rel, st) for everything else. */
+typedef struct {
+    void (*dir)(void *ctx, const char *rel);
+    void (*file)(void *ctx, const char *rel, const struct stat *st);
+    void *ctx;
+} obs_visitor;
+void obs_walk(const char *root, const char *rel, const obs_visitor *v);
+/* Whether the directory root/rel is one the walk skips. */
+bool obs_skip_dir(const char *root, const char *rel);
 
 #endif

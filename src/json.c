@@ -106,65 +106,78 @@ static void sb_str(strbuf *b, const char *s)
     strbuf_put(b, s, strlen(s));
 }
 
-static void sb_quoted(strbuf *b, const char *s)
+/* The writer runs over every response and report (10,000-asset build
+ * reports included), so it avoids printf and per-character calls. */
+void json_put_str(strbuf *b, const char *s)
 {
     strbuf_put(b, "\"", 1);
     const char *run = s;
-    for (; *s; s++) {
+    for (;; s++) {
         unsigned char c = (unsigned char)*s;
-        const char *esc = NULL;
-        char u[8];
-        if (c == '"')
-            esc = "\\\"";
-        else if (c == '\\')
-            esc = "\\\\";
-        else if (c == '\n')
-            esc = "\\n";
-        else if (c == '\r')
-            esc = "\\r";
-        else if (c == '\t')
-            esc = "\\t";
-        else if (c < 0x20) {
-            snprintf(u, sizeof u, "\\u%04x", c);
-            esc = u;
-        }
-        if (esc) {
-            strbuf_put(b, run, (size_t)(s - run));
-            sb_str(b, esc);
-            run = s + 1;
-        }
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        strbuf_put(b, run, (size_t)(s - run));
+        if (!c)
+            break;
+        static const char hex[] = "0123456789abcdef";
+        char u[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
+        const char *esc = c == '"'    ? "\\\""
+                          : c == '\\' ? "\\\\"
+                          : c == '\n' ? "\\n"
+                          : c == '\r' ? "\\r"
+                          : c == '\t' ? "\\t"
+                                      : u;
+        sb_str(b, esc);
+        run = s + 1;
     }
-    strbuf_put(b, run, (size_t)(s - run));
     strbuf_put(b, "\"", 1);
+}
+
+/* Decimal digits of v, without printf. */
+static void sb_u64(strbuf *b, unsigned long long v)
+{
+    char d[24];
+    size_t i = sizeof d;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    strbuf_put(b, d + i, sizeof d - i);
 }
 
 /* k/1000 in decimal, trailing zeros dropped (k is not a multiple of 1000):
  * timings in milliseconds are most of the non-integers packer writes. */
-static void milli(char *out, long long k)
+static void sb_milli(strbuf *b, long long k)
 {
     unsigned long long a = k < 0 ? 0ULL - (unsigned long long)k : (unsigned long long)k;
-    char frac[4] = {(char)('0' + a / 100 % 10), (char)('0' + a / 10 % 10), (char)('0' + a % 10)};
-    for (int i = 2; i > 0 && frac[i] == '0'; i--)
-        frac[i] = '\0';
-    sprintf(out, "%s%llu.%s", k < 0 ? "-" : "", a / 1000, frac);
+    char frac[4] = {'.', (char)('0' + a / 100 % 10), (char)('0' + a / 10 % 10),
+                    (char)('0' + a % 10)};
+    size_t n = 4;
+    while (frac[n - 1] == '0')
+        n--;
+    if (k < 0)
+        strbuf_put(b, "-", 1);
+    sb_u64(b, a / 1000);
+    strbuf_put(b, frac, n);
 }
 
-static void sb_number(strbuf *b, double d)
+void json_put_num(strbuf *b, double d)
 {
     char num[64];
-    if (!isfinite(d))
-        snprintf(num, sizeof num, "null");
-    else if (d == floor(d) && fabs(d) < 9007199254740992.0)
-        snprintf(num, sizeof num, "%lld", (long long)d);
-    else if (fabs(d) < 1e12 && llround(d * 1000) / 1000.0 == d)
-        milli(num, llround(d * 1000)); /* what %.15g gives, without its cost */
-    else {
+    if (!isfinite(d)) {
+        sb_str(b, "null");
+    } else if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+        if (d < 0)
+            strbuf_put(b, "-", 1);
+        sb_u64(b, (unsigned long long)fabs(d));
+    } else if (fabs(d) < 1e12 && llround(d * 1000) / 1000.0 == d) {
+        sb_milli(b, llround(d * 1000)); /* what %.15g gives, without its cost */
+    } else {
         /* the shortest form that reads back as the same double */
         snprintf(num, sizeof num, "%.15g", d);
         if (strtod(num, NULL) != d)
             snprintf(num, sizeof num, "%.17g", d);
+        sb_str(b, num);
     }
-    sb_str(b, num);
 }
 
 static int key_cmp(const void *a, const void *b)
@@ -209,19 +222,21 @@ bool json_sort_keys(cJSON *item)
 
 static void indent(strbuf *b, bool pretty, int depth)
 {
+    static const char line[] = "\n                                ";
     if (!pretty)
         return;
-    strbuf_put(b, "\n", 1);
-    for (int i = 0; i < depth; i++)
-        strbuf_put(b, "  ", 2);
+    size_t n = 1 + 2 * (size_t)depth;
+    strbuf_put(b, line, n < sizeof line - 1 ? n : sizeof line - 1);
+    for (size_t i = sizeof line - 1; i < n; i++)
+        strbuf_put(b, " ", 1);
 }
 
 static void emit(strbuf *b, const cJSON *j, bool pretty, int depth)
 {
     if (cJSON_IsString(j)) {
-        sb_quoted(b, j->valuestring ? j->valuestring : "");
+        json_put_str(b, j->valuestring ? j->valuestring : "");
     } else if (cJSON_IsNumber(j)) {
-        sb_number(b, j->valuedouble);
+        json_put_num(b, j->valuedouble);
     } else if (cJSON_IsTrue(j)) {
         sb_str(b, "true");
     } else if (cJSON_IsFalse(j)) {
@@ -232,7 +247,7 @@ static void emit(strbuf *b, const cJSON *j, bool pretty, int depth)
         for (const cJSON *c = j->child; c; c = c->next) {
             indent(b, pretty, depth + 1);
             if (obj) {
-                sb_quoted(b, c->string ? c->string : "");
+                json_put_str(b, c->string ? c->string : "");
                 sb_str(b, pretty ? ": " : ":");
             }
             emit(b, c, pretty, depth + 1);

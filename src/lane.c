@@ -7,8 +7,12 @@
  * it across processes). lane_run() waits for its job, so a caller sees the
  * result of its own write and of every write submitted before it.
  *
+ * lane_post queues a job without waiting for it (the observer schedules
+ * reconciles this way: observation never blocks on the lane).
+ *
  * Threads: lane_run from any thread except the lane itself (a job that
- * needs another write does it inline); lane_free from the owner only.
+ * needs another write does it inline); lane_post from any thread; lane_free
+ * from the owner only.
  */
 #include <pthread.h>
 #include <time.h>
@@ -19,6 +23,7 @@ typedef struct job {
     lane_fn fn;
     void *arg;
     bool done;
+    bool posted; /* lane_post: nobody waits; the lane frees it */
     struct job *next;
 } job;
 
@@ -46,6 +51,11 @@ static void *lane_main(void *arg)
             l->tail = NULL;
         pthread_mutex_unlock(&l->mu);
         j->fn(j->arg);
+        if (j->posted) {
+            pk_free(j);
+            pthread_mutex_lock(&l->mu);
+            continue;
+        }
         pthread_mutex_lock(&l->mu);
         j->done = true;
         pthread_cond_broadcast(&l->done_cv);
@@ -74,24 +84,32 @@ int lane_new(lane **out)
     return 0;
 }
 
-int lane_run(lane *l, lane_fn fn, void *arg)
+/* Under mu: append j and wake the lane; false (and an error set) when the
+ * lane is stopping. */
+static bool enqueue(lane *l, job *j)
 {
-    job j = {fn, arg, false, NULL};
-    pthread_mutex_lock(&l->mu);
     if (l->stopping) {
-        pthread_mutex_unlock(&l->mu);
-        return pk_err(PACKER_ECLOSED, "project is closing");
+        pk_err(PACKER_ECLOSED, "project is closing");
+        return false;
     }
     if (l->tail)
-        l->tail->next = &j;
+        l->tail->next = j;
     else
-        l->head = &j;
-    l->tail = &j;
+        l->head = j;
+    l->tail = j;
     pthread_cond_signal(&l->work_cv);
-    while (!j.done)
+    return true;
+}
+
+int lane_run(lane *l, lane_fn fn, void *arg)
+{
+    job j = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&l->mu);
+    bool queued = enqueue(l, &j);
+    while (queued && !j.done)
         pthread_cond_wait(&l->done_cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
-    return 0;
+    return queued ? 0 : PACKER_ECLOSED;
 }
 
 /* Unlink j from the queue; true when it was still there (not started). */
@@ -117,19 +135,10 @@ int lane_run_cancel(lane *l, lane_fn fn, void *arg, const packer_cancel *tok, bo
     *dropped = false;
     if (!tok)
         return lane_run(l, fn, arg);
-    job j = {fn, arg, false, NULL};
+    job j = {.fn = fn, .arg = arg};
     pthread_mutex_lock(&l->mu);
-    if (l->stopping) {
-        pthread_mutex_unlock(&l->mu);
-        return pk_err(PACKER_ECLOSED, "project is closing");
-    }
-    if (l->tail)
-        l->tail->next = &j;
-    else
-        l->head = &j;
-    l->tail = &j;
-    pthread_cond_signal(&l->work_cv);
-    while (!j.done) {
+    bool queued = enqueue(l, &j);
+    while (queued && !j.done) {
         /* the trigger is a bare atomic store (signal-safe), so nobody
          * signals this condition for it: look every 10 ms */
         struct timespec ts;
@@ -144,7 +153,23 @@ int lane_run_cancel(lane *l, lane_fn fn, void *arg, const packer_cancel *tok, bo
         }
     }
     pthread_mutex_unlock(&l->mu);
-    return 0;
+    return queued ? 0 : PACKER_ECLOSED;
+}
+
+int lane_post(lane *l, lane_fn fn, void *arg)
+{
+    job *j = pk_calloc(1, sizeof *j);
+    if (!j)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    j->fn = fn;
+    j->arg = arg;
+    j->posted = true;
+    pthread_mutex_lock(&l->mu);
+    bool queued = enqueue(l, j);
+    pthread_mutex_unlock(&l->mu);
+    if (!queued)
+        pk_free(j);
+    return queued ? 0 : PACKER_ECLOSED;
 }
 
 bool lane_is_current(const lane *l)

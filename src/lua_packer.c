@@ -5,6 +5,8 @@
  *   local resp = packer.init(dir, {name = "demo"})
  *   local p = assert(packer.open(dir))        -- or packer.open(dir, {bus = b})
  *   p:on(function(ev) print(ev.kind) end)
+ *   p:observe(true)                           -- watch the workspace (off by default)
+ *   p:poll(5)                                 -- wait up to 5 s for events, deliver them
  *   local r = p:register_asset({"assets/hero"}, {kind = "raw"})
  *   for _, a in ipairs(p:list_assets().data.assets) do print(a.address) end
  *   p:close()                                 -- or let __gc / __close do it
@@ -21,8 +23,10 @@
  */
 #include <lauxlib.h>
 #include <lua.h>
+#include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -76,7 +80,8 @@ static cJSON *to_json(lua_State *L, int idx, int depth)
 typedef struct lbus {
     packer_bus *bus;
     pthread_mutex_t mu;
-    char **queue; /* event JSON lines from the dispatcher thread */
+    pthread_cond_t cv; /* an event was queued */
+    char **queue;      /* event JSON lines from the dispatcher thread */
     size_t n, cap;
     uint64_t sub;
     int handlers; /* registry ref of the Lua handler list */
@@ -103,6 +108,7 @@ static void lbus_on_event(const packer_event *ev, void *ud)
         b->cap = cap;
     }
     b->queue[b->n++] = json;
+    pthread_cond_broadcast(&b->cv);
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -119,6 +125,7 @@ static int l_bus_new(lua_State *L)
     memset(b, 0, sizeof *b);
     b->handlers = LUA_NOREF;
     pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
     luaL_setmetatable(L, BUS_MT);
     if (packer_bus_new(&b->bus) != 0 ||
         packer_bus_subscribe(b->bus, lbus_on_event, b, &b->sub) != 0)
@@ -171,9 +178,29 @@ static int bus_poll(lua_State *L, lbus *b)
     return 1;
 }
 
+/* Wait up to `timeout` seconds (optional argument at idx) for a first
+ * event, so that a script can wait for the observer without spinning. */
+static void bus_wait(lua_State *L, lbus *b, int idx)
+{
+    double timeout = luaL_optnumber(L, idx, 0);
+    if (timeout <= 0)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double ns = (double)ts.tv_nsec + (timeout - (double)(long)timeout) * 1e9;
+    ts.tv_sec += (time_t)timeout + (time_t)(ns / 1e9);
+    ts.tv_nsec = (long)ns % 1000000000L;
+    pthread_mutex_lock(&b->mu);
+    while (b->n == 0 && pthread_cond_timedwait(&b->cv, &b->mu, &ts) != ETIMEDOUT) {
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
 static int l_bus_poll(lua_State *L)
 {
-    return bus_poll(L, check_bus(L, 1));
+    lbus *b = check_bus(L, 1);
+    bus_wait(L, b, 2);
+    return bus_poll(L, b);
 }
 
 /* Finalizers may run bus-first (lua_close runs them in reverse order of
@@ -192,6 +219,7 @@ static void bus_release(lua_State *L, lbus *b)
     b->queue = NULL;
     luaL_unref(L, LUA_REGISTRYINDEX, b->handlers);
     pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
 }
 
 static int l_bus_gc(lua_State *L)
@@ -363,7 +391,23 @@ static int l_on(lua_State *L)
 static int l_poll(lua_State *L)
 {
     check_project(L, 1);
-    return bus_poll(L, project_bus_of(L, 1));
+    lbus *b = project_bus_of(L, 1);
+    bus_wait(L, b, 2);
+    return bus_poll(L, b);
+}
+
+/* p:observe(on): background observation (packer_project_observe). */
+static int l_observe(lua_State *L)
+{
+    lproject *lp = check_project(L, 1);
+    luaL_checkany(L, 2);
+    if (packer_project_observe(lp->p, lua_toboolean(L, 2)) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, packer_last_error());
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int l_state(lua_State *L)
@@ -464,13 +508,8 @@ static void add_service_methods(lua_State *L, const char *const *names, lua_CFun
 }
 
 static const luaL_Reg project_methods[] = {
-    {"register_asset", l_register},
-    {"call", l_call},
-    {"on", l_on},
-    {"poll", l_poll},
-    {"state", l_state},
-    {"close", l_close},
-    {NULL, NULL},
+    {"register_asset", l_register}, {"call", l_call},   {"on", l_on},       {"poll", l_poll},
+    {"observe", l_observe},         {"state", l_state}, {"close", l_close}, {NULL, NULL},
 };
 
 static const luaL_Reg bus_methods[] = {

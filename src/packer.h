@@ -291,9 +291,12 @@ int packer_project_observe(packer_project *p, int on);
  *                   {"asset": id-or-address}
  *   remove_asset    {"asset": s, "delete_files": b?, "consent": b?}
  *   list_assets     {"filter": "all" | "included" | "excluded"}
- *   build           {"out": s?, "clean": b?, "jobs": 1..64?, "verify": b?}
+ *   build           {"out": s?, "clean": b?, "jobs": 1..64?, "verify": b?,
+ *                    "details": b?}
  *                   out: output directory (default "build", relative to the
- *                   workspace root); blocked by structural errors
+ *                   workspace root); blocked by structural errors; data is
+ *                   the build report, whose per-asset list is left out with
+ *                   details false (.packer/build-report.json always has it)
  *   doctor          {"workspace": b?, "fix": b?, "apply": b?, "consent": b?,
  *                    "plan_id": s?, "rule_source": s?, "rule_name": s?,
  *                    "rule_budget": n?, "rule_memory": n?}

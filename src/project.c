@@ -39,6 +39,12 @@ struct packer_project {
     atomic_ulong ops;
     atomic_uint writing; /* odd while the lane holds the lock: disk changes are ours */
     char op_prefix[9];
+    /* observation (observe.c, fresh.c): state_mu orders every state change
+     * against the stale set, so healthy/stale follows the set exactly */
+    pthread_mutex_t state_mu;
+    fresh *fresh;
+    _Atomic(obs *) obs;
+    atomic_bool foreign; /* diverged by another process (not a failed commit of ours) */
 };
 
 typedef struct {
@@ -86,6 +92,11 @@ const char *project_root_dir(const packer_project *p)
 store *project_store(packer_project *p)
 {
     return p->st;
+}
+
+lane *project_lane(packer_project *p)
+{
+    return p->lane;
 }
 
 packer_bus *project_bus(packer_project *p)
@@ -156,11 +167,32 @@ void op_progress(op *o, uint64_t done, uint64_t total, const char *summary)
     bus_publish(o->p->bus, ev);
 }
 
-void project_set_state(packer_project *p, op *o, packer_state s)
+fresh *project_fresh(packer_project *p)
 {
+    return p->fresh;
+}
+
+obs *project_obs(packer_project *p)
+{
+    return atomic_load(&p->obs);
+}
+
+void project_set_obs(packer_project *p, obs *ob)
+{
+    atomic_store(&p->obs, ob);
+}
+
+/* Under state_mu: set s (healthy becomes stale while assets are stale) and
+ * announce the change with `affected` (taken). */
+static void set_state_locked(packer_project *p, op *o, packer_state s, cJSON *affected)
+{
+    if (s == PACKER_STATE_HEALTHY && fresh_count(p->fresh))
+        s = PACKER_STATE_STALE;
     packer_state prev = (packer_state)atomic_exchange(&p->state, (int)s);
-    if (prev == s || !o)
+    if (prev == s || !o) {
+        cJSON_Delete(affected);
         return;
+    }
     cJSON *extra = cJSON_CreateObject();
     if (extra) {
         json_add_str(extra, "previous_state", packer_state_name(prev));
@@ -169,7 +201,30 @@ void project_set_state(packer_project *p, op *o, packer_state s)
     char summary[96];
     snprintf(summary, sizeof summary, "runtime %s -> %s", packer_state_name(prev),
              packer_state_name(s));
-    op_emit(o, PACKER_EV_RUNTIME_STATE_CHANGED, summary, NULL, extra);
+    op_emit(o, PACKER_EV_RUNTIME_STATE_CHANGED, summary, affected, extra);
+}
+
+void project_set_state_assets(packer_project *p, op *o, packer_state s, cJSON *affected)
+{
+    pthread_mutex_lock(&p->state_mu);
+    set_state_locked(p, o, s, affected);
+    pthread_mutex_unlock(&p->state_mu);
+}
+
+void project_set_state(packer_project *p, op *o, packer_state s)
+{
+    project_set_state_assets(p, o, s, NULL);
+}
+
+void project_refresh_state(packer_project *p, op *o, cJSON *affected)
+{
+    pthread_mutex_lock(&p->state_mu);
+    packer_state st = (packer_state)atomic_load(&p->state);
+    if (st == PACKER_STATE_HEALTHY || st == PACKER_STATE_STALE)
+        set_state_locked(p, o, PACKER_STATE_HEALTHY, affected);
+    else
+        cJSON_Delete(affected);
+    pthread_mutex_unlock(&p->state_mu);
 }
 
 /* ---- the write path ----------------------------------------------------- */
@@ -179,7 +234,7 @@ static int reconcile(packer_project *p, op *o)
     project_set_state(p, o, PACKER_STATE_RECONCILING);
     snap *fresh = NULL;
     store_stamp stamp;
-    int rc = store_load(p->st, &fresh);
+    int rc = store_reload(p->st, p->cur, &fresh); /* cur changes only here, on the lane */
     if (rc == 0)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {
@@ -187,8 +242,13 @@ static int reconcile(packer_project *p, op *o)
         project_set_state(p, o, PACKER_STATE_FAILED);
         return rc;
     }
+    atomic_store(&p->foreign, false);
+    snap *old = project_snapshot(p);
+    cJSON *changed = snap_diff_ids(old, fresh);
+    snap_unref(old);
     publish(p, fresh, &stamp);
-    project_set_state(p, o, PACKER_STATE_HEALTHY);
+    fresh_prune(p->fresh, fresh, NULL);
+    project_set_state_assets(p, o, PACKER_STATE_HEALTHY, changed);
     return 0;
 }
 
@@ -236,6 +296,7 @@ int project_commit(packer_project *p, op *o, const txn *t, snap *next)
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", packer_last_error());
         snap_unref(next);
+        store_forget(p->st); /* what it wrote is not what we publish */
         /* past the commit point the disk holds (or will, once the journal
          * is rolled forward) the new state: memory no longer matches it
          * until the next write reconciles. Before it, nothing changed. */
@@ -269,8 +330,14 @@ bool project_check_disk(packer_project *p, op *o)
         return false;
     packer_state st = packer_project_state(p);
     if (st == PACKER_STATE_HEALTHY || st == PACKER_STATE_STALE)
-        project_set_state(p, o, PACKER_STATE_DIVERGED);
+        project_set_diverged(p, o);
     return true;
+}
+
+void project_set_diverged(packer_project *p, op *o)
+{
+    atomic_store(&p->foreign, true);
+    project_set_state(p, o, PACKER_STATE_DIVERGED);
 }
 
 const char *project_name(const packer_project *p)
@@ -293,6 +360,7 @@ int packer_project_open(const char *dir, packer_bus *bus, packer_project **out)
         return pk_err(PACKER_ENOMEM, "out of memory");
     }
     pthread_mutex_init(&p->snap_mu, NULL);
+    pthread_mutex_init(&p->state_mu, NULL);
     p->bus = bus;
     hash_random_hex(p->op_prefix, 4);
     rc = ws_load(root, &p->cfg);
@@ -309,6 +377,8 @@ int packer_project_open(const char *dir, packer_bus *bus, packer_project **out)
     }
     if (rc == 0)
         rc = lane_new(&p->lane);
+    if (rc == 0 && !(p->fresh = fresh_new()))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
     if (rc) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", packer_last_error());
@@ -323,7 +393,13 @@ void packer_project_close(packer_project *p)
 {
     if (!p)
         return;
+    obs *ob = atomic_load(&p->obs);
+    packer_project_observe(p, 0); /* no more lane posts; queued jobs still run */
     lane_free(p->lane);
+    project_set_obs(p, NULL);
+    obs_free(ob);
+    fresh_free(p->fresh);
+    pthread_mutex_destroy(&p->state_mu);
     store_close(p->st);
     snap_unref(p->cur);
     ws_config_clear(&p->cfg);
@@ -352,10 +428,37 @@ static void run_service(op *o, const service *svc)
         resp_oom(o->r);
 }
 
+/* A mutation that starts while the runtime is diverged by another process
+ * (announced by the observer or by status) is refused, and a
+ * reconcile is queued behind it: the caller learns why at once and may
+ * retry once the runtime is healthy again. Reads on the lane (doctor
+ * without apply, quarantine_list) reconcile in project_begin_write. */
+static bool refuse_diverged(op *o, const service *svc)
+{
+    bool mutation =
+        svc->cls != PACKER_OP_READ || cJSON_IsTrue(cJSON_GetObjectItem(o->params, "apply"));
+    if (!mutation || packer_project_state(o->p) != PACKER_STATE_DIVERGED ||
+        !atomic_load(&o->p->foreign))
+        return false;
+    resp_status(o->r, PACKER_STATUS_REFUSED);
+    resp_blocker(o->r, "diverged",
+                 "another process changed packer-owned state (the registry or packer.json) "
+                 "since this runtime's snapshot; the runtime is reconciling: retry when it is "
+                 "healthy");
+    resp_summary(o->r, "%s refused: the workspace diverged from the runtime; reconciling",
+                 svc->name);
+    obs_post_reconcile(o->p);
+    return true;
+}
+
 static void run_job(void *arg)
 {
     op *o = arg;
+    if (refuse_diverged(o, o->svc))
+        return;
+    obs_lane_enter(o->p); /* files this job writes are packer's own, not changes */
     run_service(o, o->svc);
+    obs_lane_leave();
 }
 
 static const service *find_service(const char *name)

@@ -305,6 +305,8 @@ int quar_move(const char *root, const char *given, const char *reason, char **id
     crash_point("after_record");
     if (rc == 0 && rename(abs, content) != 0) /* (2) the move itself: atomic */
         rc = pk_err_errno("cannot move into quarantine", rel);
+    if (rc == 0)
+        obs_note_write(abs, true); /* gone by packer's hand: not a change to report */
     if (rc == 0) {
         char *parent = parent_dir(abs);
         rc = parent ? io_fsync_dir(parent) : PACKER_ENOMEM;
@@ -365,6 +367,8 @@ static int restore(const char *root, const char *id, cJSON **rec_out)
     crash_point("after_restore_record");
     if (rc == 0 && rename(content, at) != 0)
         rc = pk_err_errno("cannot restore", orig);
+    if (rc == 0)
+        obs_note_write(at, true);
     if (rc == 0 && (rc = io_fsync_dir(parent)) == 0)
         rc = remove_record(root, id);
     else if (rc && json_get_str(rec, "state") &&

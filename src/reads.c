@@ -55,6 +55,26 @@ cJSON *svc_asset_json(const asset_rec *a)
     return j;
 }
 
+/* a's JSON with "freshness": "stale" when its files changed on disk since
+ * the snapshot or its last build (fresh.c), else "fresh"; kept in key
+ * order (after asset_id) so that rendering has nothing to sort. */
+static cJSON *asset_json_fresh(const asset_rec *a, fresh *f)
+{
+    cJSON *j = svc_asset_json(a);
+    cJSON *v =
+        j ? cJSON_AddStringToObject(j, "freshness", fresh_is_stale(f, a->id) ? "stale" : "fresh")
+          : NULL;
+    cJSON *id = v ? cJSON_GetObjectItemCaseSensitive(j, "asset_id") : NULL;
+    if (id && id->next != v) { /* move it after asset_id (cJSON has no insert-after) */
+        cJSON_DetachItemViaPointer(j, v);
+        v->prev = id;
+        v->next = id->next;
+        id->next->prev = v;
+        id->next = v;
+    }
+    return j;
+}
+
 static void push(cJSON *arr, cJSON *item)
 {
     if (!arr || !item || !cJSON_AddItemToArray(arr, item))
@@ -96,7 +116,7 @@ void svc_list_assets(op *o)
         if (want >= 0 && v[i]->included != (bool)want)
             continue;
         if (matched++ >= skip && shown < room) {
-            push(arr, svc_asset_json(v[i]));
+            push(arr, asset_json_fresh(v[i], project_fresh(o->p)));
             shown++;
         }
     }
@@ -150,7 +170,8 @@ void svc_get_asset_details(op *o)
         return;
     }
     resp_affected(o->r, a->id);
-    cJSON *asset = json_add_item(resp_data(o->r), "asset", svc_asset_json(a));
+    cJSON *asset =
+        json_add_item(resp_data(o->r), "asset", asset_json_fresh(a, project_fresh(o->p)));
     manifest *m = NULL;
     const char *root = project_root_dir(o->p);
     char *rootabs = io_join(root, a->root);
@@ -196,8 +217,8 @@ void svc_status(op *o)
     cJSON_AddBoolToObject(data, "disk_changed", changed);
     if (changed)
         resp_diag(o->r, "warning", "registry_diverged", NULL, ".packer/registry",
-                  "the registry on disk was changed by another process; the next write "
-                  "reconciles");
+                  "the registry on disk was changed by another process; the next write is "
+                  "refused while the runtime reconciles");
     cJSON_AddNumberToObject(data, "generation", (double)snap_generation(s));
     cJSON *assets = cJSON_AddObjectToObject(data, "assets");
     if (assets) {
@@ -206,7 +227,12 @@ void svc_status(op *o)
         cJSON_AddNumberToObject(assets, "excluded",
                                 (double)(snap_count(s) - snap_included_count(s)));
     }
+    json_add_item(data, "stale_assets", fresh_list(project_fresh(o->p)));
     packer_state st = packer_project_state(o->p);
+    char *failure = st == PACKER_STATE_FAILED ? obs_failure(o->p) : NULL;
+    if (failure)
+        resp_diag(o->r, "error", "reconcile_failed", NULL, NULL, failure);
+    pk_free(failure);
     resp_summary(o->r, "%zu assets registered, %zu included; runtime %s", snap_count(s),
                  snap_included_count(s), packer_state_name(st));
     snap_unref(s);

@@ -406,3 +406,52 @@ void snap_edit_abort(snap_edit *e)
     snap_unref(e->s);
     pk_free(e);
 }
+
+/* ---- differences ---------------------------------------------------------- */
+
+static bool rec_same(const asset_rec *a, const asset_rec *b)
+{
+    return a == b || (strcmp(a->root, b->root) == 0 && strcmp(a->address, b->address) == 0 &&
+                      strcmp(a->kind, b->kind) == 0 && a->included == b->included);
+}
+
+static int diff_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+cJSON *snap_diff_ids(const snap *a, const snap *b)
+{
+    size_t cap = 64, n = 0;
+    const char **ids = pk_malloc(cap * sizeof *ids);
+    for (int s = 0; ids && s < SNAP_SHARDS; s++) {
+        size_t na, nb, i = 0, j = 0;
+        const asset_rec *const *va = snap_shard_items(a, s, &na);
+        const asset_rec *const *vb = snap_shard_items(b, s, &nb);
+        if (va == vb && na == nb)
+            continue; /* shared shard: copy-on-write left it untouched */
+        while (ids && (i < na || j < nb)) {
+            int c = i == na ? 1 : j == nb ? -1 : strcmp(va[i]->id, vb[j]->id);
+            const char *id = c < 0 ? va[i]->id : vb[j]->id;
+            bool differs = c != 0 || !rec_same(va[i], vb[j]);
+            i += c <= 0;
+            j += c >= 0;
+            if (!differs)
+                continue;
+            if (n == cap) {
+                const char **v = pk_realloc(ids, (cap *= 2) * sizeof *ids);
+                if (!v)
+                    pk_free(ids);
+                ids = v;
+            }
+            if (ids)
+                ids[n++] = id;
+        }
+    }
+    if (!ids)
+        return NULL;
+    qsort(ids, n, sizeof *ids, diff_cmp);
+    cJSON *out = json_str_array(ids, n);
+    pk_free(ids);
+    return out;
+}

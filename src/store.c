@@ -25,6 +25,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -38,6 +39,14 @@
 
 #define REGISTRY_FORMAT 1
 
+/* What a shard file's stat said when this store last read or wrote it. A
+ * reload skips a shard whose stat is unchanged, unless that stat was taken
+ * while it could still change within the same timestamp tick (racy). */
+typedef struct {
+    cache_stat st;
+    bool known, present;
+} shard_seen;
+
 struct store {
     char *root;
     char *owned;    /* .packer */
@@ -45,6 +54,7 @@ struct store {
     char *journal;
     char *generation;
     int lock_fd;
+    shard_seen seen[SNAP_SHARDS];
 };
 
 int store_open(const char *root, store **out)
@@ -172,6 +182,69 @@ static int apply_op(store *st, const char *path, const char *content, size_t len
     return rc;
 }
 
+/* ---- what each shard file looked like --------------------------------- */
+
+static char *shard_path(const store *st, int i)
+{
+    char name[8];
+    snprintf(name, sizeof name, "%02x.json", i);
+    return io_join(st->registry, name);
+}
+
+/* The shard number of a workspace-relative registry file path, or -1. */
+static int shard_of_path(const char *rel)
+{
+    static const char dir[] = ".packer/registry/";
+    unsigned i;
+    char tail;
+    if (strncmp(rel, dir, sizeof dir - 1) != 0 || strlen(rel) != sizeof dir - 1 + 7 ||
+        strcmp(rel + sizeof dir - 1 + 2, ".json") != 0 ||
+        sscanf(rel + sizeof dir - 1, "%2x%c", &i, &tail) != 2 || tail != '.')
+        return -1;
+    return (int)i;
+}
+
+/* Remember shard i's stat now, before its content is read or after it was
+ * written (a change in between then only costs a needless re-read). */
+static void seen_record(store *st, int i)
+{
+    shard_seen *s = &st->seen[i];
+    char *path = shard_path(st, i);
+    struct stat sb;
+    memset(s, 0, sizeof *s);
+    if (!path)
+        return;
+    if (stat(path, &sb) == 0) {
+        cache_stat_of(&sb, &s->st);
+        s->present = true;
+        s->known = !cache_stat_racy(&s->st);
+    } else {
+        s->known = errno == ENOENT;
+    }
+    pk_free(path);
+}
+
+/* Whether shard i may differ from what was last recorded. */
+static bool seen_changed(store *st, int i)
+{
+    const shard_seen *s = &st->seen[i];
+    char *path = shard_path(st, i);
+    struct stat sb;
+    bool present = path && stat(path, &sb) == 0;
+    cache_stat now;
+    if (present)
+        cache_stat_of(&sb, &now);
+    bool changed =
+        !path || !s->known || s->present != present || (present && !cache_stat_same(&s->st, &now));
+    pk_free(path);
+    return changed;
+}
+
+void store_forget(store *st)
+{
+    memset(st->seen, 0, sizeof st->seen);
+}
+
 int store_commit(store *st, const txn *t, bool *durable)
 {
     *durable = false;
@@ -188,8 +261,12 @@ int store_commit(store *st, const txn *t, bool *durable)
         return rc;
     }
     *durable = true;
-    for (size_t i = 0; rc == 0 && i < t->n; i++)
+    for (size_t i = 0; rc == 0 && i < t->n; i++) {
         rc = apply_op(st, t->ops[i].path, t->ops[i].content, t->ops[i].len);
+        int shard = shard_of_path(t->ops[i].path);
+        if (shard >= 0)
+            seen_record(st, shard);
+    }
     if (rc == 0)
         rc = io_unlink_durable(st->journal);
     return rc;
@@ -339,7 +416,7 @@ int store_shard_text(const snap *s, int i, char **out, size_t *len)
     return 0;
 }
 
-static int load_asset(const cJSON *a, const char *display, int idx, int shard_no, snap_edit *e)
+static int load_asset(const cJSON *a, const char *display, int idx, int shard_no, asset_rec **out)
 {
     const char *id = json_get_str(a, "asset_id"), *root = json_get_str(a, "root");
     const char *addr = json_get_str(a, "address"), *kind = json_get_str(a, "kind");
@@ -356,33 +433,70 @@ static int load_asset(const cJSON *a, const char *display, int idx, int shard_no
     if (snap_id_shard(id) != shard_no)
         return pk_err(PACKER_EPARSE, "%s: assets[%d]: asset_id %s belongs to another shard",
                       display, idx, id);
-    asset_rec *r = rec_new(id, root, addr, kind, cJSON_IsTrue(inc));
-    if (!r)
-        return pk_err(PACKER_ENOMEM, "out of memory");
-    return snap_edit_put(e, r);
+    *out = rec_new(id, root, addr, kind, cJSON_IsTrue(inc));
+    return *out ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
 
-int store_parse_shard(const char *text, size_t len, const char *display, int shard_no, snap_edit *e)
+/* One shard file's records, parsed on any thread; put into the edit later
+ * by the one thread that owns it. */
+typedef struct {
+    int shard;
+    asset_rec **recs;
+    size_t n;
+    int rc;
+    char *err; /* the message of a failure (packer_last_error is per thread) */
+} shard_load;
+
+static int parse_recs(const char *text, size_t len, const char *display, shard_load *sl)
 {
     cJSON *j = NULL;
     int rc = json_parse_text(text, len, display, &j);
     const cJSON *arr = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "assets") : NULL;
     if (rc == 0 && !cJSON_IsArray(arr))
         rc = pk_err(PACKER_EPARSE, "%s: \"assets\" must be an array", display);
-    int idx = 0;
+    int n = rc == 0 ? cJSON_GetArraySize(arr) : 0;
+    if (n > 0 && !(sl->recs = pk_calloc((size_t)n, sizeof *sl->recs)))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
     const cJSON *a;
     cJSON_ArrayForEach(a, arr)
     {
         if (rc)
             break;
-        rc = load_asset(a, display, idx++, shard_no, e);
+        rc = load_asset(a, display, (int)sl->n, sl->shard, &sl->recs[sl->n]);
+        sl->n += rc == 0;
     }
     cJSON_Delete(j);
     return rc;
 }
 
-static int load_shard(store *st, const char *name, snap_edit *e)
+/* Put sl's records into e (each put consumes one) once rc is 0, drop them
+ * otherwise, and free sl's arrays. */
+static int put_recs(shard_load *sl, snap_edit *e, int rc)
 {
+    for (size_t i = 0; i < sl->n; i++) {
+        if (rc == 0)
+            rc = snap_edit_put(e, sl->recs[i]);
+        else
+            rec_unref(sl->recs[i]);
+    }
+    pk_free(sl->recs);
+    pk_free(sl->err);
+    memset(sl, 0, sizeof *sl);
+    return rc;
+}
+
+int store_parse_shard(const char *text, size_t len, const char *display, int shard_no, snap_edit *e)
+{
+    shard_load sl = {.shard = shard_no};
+    return put_recs(&sl, e, parse_recs(text, len, display, &sl));
+}
+
+/* Read and parse one shard file into sl (remembering its stat first). */
+static void read_shard(store *st, shard_load *sl)
+{
+    seen_record(st, sl->shard);
+    char name[8];
+    snprintf(name, sizeof name, "%02x.json", sl->shard);
     char *path = io_join(st->registry, name);
     char *display = pk_asprintf(".packer/registry/%s", name);
     char *text = NULL;
@@ -390,46 +504,96 @@ static int load_shard(store *st, const char *name, snap_edit *e)
     int rc =
         path && display ? io_read_file(path, &text, &len) : pk_err(PACKER_ENOMEM, "out of memory");
     if (rc == 0)
-        rc = store_parse_shard(text, len, display, (int)strtol(name, NULL, 16), e);
+        rc = parse_recs(text, len, display, sl);
+    if ((sl->rc = rc) != 0)
+        sl->err = pk_strdup(packer_last_error());
     pk_free(text);
     pk_free(path);
     pk_free(display);
+}
+
+/* The shards to read, split between the calling thread and a helper. */
+typedef struct {
+    store *st;
+    shard_load *v;
+    size_t n;
+    atomic_size_t next;
+} shard_batch;
+
+static void *read_shards(void *arg)
+{
+    shard_batch *b = arg;
+    for (size_t i; (i = atomic_fetch_add(&b->next, 1)) < b->n;)
+        read_shard(b->st, &b->v[i]);
+    return NULL;
+}
+
+/* Read the shards listed in v (n of them, in shard order) into e: parsing
+ * on two threads, the edit on this one. The first failure in shard order
+ * is the one reported, whatever the thread timing. */
+static int load_shards(store *st, shard_load *v, size_t n, snap_edit *e)
+{
+    shard_batch b = {.st = st, .v = v, .n = n};
+    pthread_t helper;
+    bool two = n >= 16 && pthread_create(&helper, NULL, read_shards, &b) == 0;
+    read_shards(&b);
+    if (two)
+        pthread_join(helper, NULL);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && v[i].rc == PACKER_ENOTFOUND) /* vanished since listed: empty */
+            v[i].rc = 0;
+        if (rc == 0 && v[i].rc)
+            rc = pk_err(v[i].rc, "%s", v[i].err ? v[i].err : "out of memory");
+        rc = put_recs(&v[i], e, rc);
+    }
     return rc;
 }
 
-static bool is_shard_name(const char *n)
+int store_load(store *st, snap **out)
 {
-    return strlen(n) == 7 && strcmp(n + 2, ".json") == 0 && strchr("0123456789abcdef", n[0]) &&
-           strchr("0123456789abcdef", n[1]) && n[0] && n[1];
+    *out = NULL;
+    snap *empty = snap_empty();
+    if (!empty)
+        return pk_err(PACKER_ENOMEM, "out of memory");
+    store_forget(st);
+    int rc = store_reload(st, empty, out);
+    snap_unref(empty);
+    return rc;
 }
 
-int store_load(store *st, snap **out)
+int store_reload(store *st, const snap *base, snap **out)
 {
     *out = NULL;
     store_stamp stamp;
     int rc = store_stamp_read(st, &stamp);
     if (rc)
         return rc;
-    snap *empty = snap_empty();
-    snap_edit *e = empty ? snap_edit_begin(empty) : NULL;
-    snap_unref(empty);
-    if (!e)
-        return pk_err(PACKER_ENOMEM, "out of memory");
-    DIR *d = opendir(st->registry);
-    if (!d) {
+    snap_edit *e = snap_edit_begin(base);
+    shard_load *v = pk_calloc(SNAP_SHARDS, sizeof *v);
+    if (!e || !v) {
         snap_edit_abort(e);
-        return errno == ENOENT ? (*out = snap_empty()) ? 0 : PACKER_ENOMEM
-                               : pk_err_errno("cannot list", ".packer/registry");
+        pk_free(v);
+        return pk_err(PACKER_ENOMEM, "out of memory");
     }
-    struct dirent *ent;
-    while (rc == 0 && (ent = readdir(d)))
-        if (is_shard_name(ent->d_name))
-            rc = load_shard(st, ent->d_name, e);
-    closedir(d);
+    size_t n = 0;
+    for (int i = 0; rc == 0 && i < SNAP_SHARDS; i++) {
+        if (!seen_changed(st, i))
+            continue;
+        size_t k, nold;
+        const asset_rec *const *old = snap_shard_items(base, i, &nold);
+        for (k = 0; rc == 0 && k < nold; k++)
+            rc = snap_edit_del(e, old[k]->id);
+        v[n++].shard = i;
+    }
+    if (rc == 0)
+        rc = load_shards(st, v, n, e);
+    pk_free(v);
     if (rc) {
+        store_forget(st);
         snap_edit_abort(e);
         return rc;
     }
     *out = snap_edit_finish(e, stamp.generation);
-    return 0;
+    return *out ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
 }
