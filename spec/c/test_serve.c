@@ -13,7 +13,9 @@
  * write queued behind it; a read is answered while the build runs. A
  * client that goes away (pipes closed, or only its reading end) makes the
  * server cancel, exit promptly and leave the workspace unlocked: a
- * `packer register` from another process right after succeeds.
+ * `packer register` from another process right after succeeds. An edit
+ * under the server (observation is on) arrives as an asset_changed
+ * notification and list_assets then says the asset is stale.
  *
  * Threads: main only (the server is another process).
  */
@@ -687,6 +689,41 @@ static void test_client_death(int stdin_too)
     free(root);
 }
 
+/* Observation is on: an edit under the server arrives as notifications. */
+static void test_observed(void)
+{
+    char *root = t_workspace("serve-observe");
+    REQUIRE(root);
+    t_asset(root, "assets/a");
+    packer_project *p = NULL;
+    packer_response *r = NULL;
+    if (packer_project_open(root, NULL, &p) == 0)
+        packer_call(p, "register_asset", "{\"paths\": [\"assets/a\"]}", &r);
+    packer_response_free(r);
+    packer_project_close(p);
+    srv s;
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
+    cJSON *m = srv_call(&s, 1, "status", NULL);
+    CHECK(status_is(result(m), "ok"));
+    cJSON_Delete(m);
+    /* serve turned observation on before it answered: the watches are set */
+    t_write(root, "assets/a/data.txt", "edited under the server\n");
+    CHECK(wait_event(&s, "asset_changed", NULL));
+    m = srv_call(&s, 2, "list_assets", NULL);
+    const cJSON *a = cJSON_GetArrayItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "assets"), 0);
+    CHECK(t_str(a, "freshness") && strcmp(t_str(a, "freshness"), "stale") == 0);
+    cJSON_Delete(m);
+    m = srv_call(&s, 3, "shutdown", NULL);
+    cJSON_Delete(m);
+    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
+    CHECK(srv_exit(&s) == 0);
+    unlink(s.log);
+    t_rmrf(root);
+    free(root);
+}
+
 /* SIGTERM: the same orderly stop. */
 static void test_signal(void)
 {
@@ -719,6 +756,7 @@ int main(void)
     test_cancel();
     test_client_death(1);
     test_client_death(0);
+    test_observed();
     test_signal();
     CHECK_DONE();
 }
