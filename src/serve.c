@@ -73,6 +73,7 @@ static void cancel_all(server *s)
     pthread_mutex_lock(&s->mu);
     for (req *q = s->live; q; q = q->live_next)
         packer_cancel_trigger(q->tok);
+    pthread_cond_broadcast(&s->cv); /* a reader waiting for room stops waiting */
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -206,6 +207,10 @@ void serve_enqueue(server *s, const cJSON *id, const char *method, const cJSON *
         return;
     }
     pthread_mutex_lock(&s->mu);
+    /* backpressure: a client that sends without reading stops being read
+     * (its writes block) instead of growing the queue without bound */
+    while (s->nlive >= SERVE_MAX_LIVE && !atomic_load(&s->gone))
+        pthread_cond_wait(&s->cv, &s->mu);
     q->live_next = s->live;
     s->live = q;
     s->nlive++;
@@ -214,7 +219,7 @@ void serve_enqueue(server *s, const cJSON *id, const char *method, const cJSON *
     else
         s->head = q;
     s->tail = q;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_broadcast(&s->cv); /* the workers and shutdown share cv */
     pthread_mutex_unlock(&s->mu);
 }
 

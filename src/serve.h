@@ -12,6 +12,7 @@
 
 #define SERVE_WORKERS 4
 #define MAX_WORKERS 16
+#define SERVE_MAX_LIVE 1024 /* requests accepted and not yet answered */
 
 /* JSON-RPC and LSP error codes. */
 enum {

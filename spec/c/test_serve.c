@@ -724,6 +724,59 @@ static void test_observed(void)
     free(root);
 }
 
+#define PIPELINED 3000
+
+static void *send_many(void *arg)
+{
+    srv *s = arg;
+    char msg[128];
+    for (int i = 1; i <= PIPELINED; i++) {
+        snprintf(msg, sizeof msg, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"%s\"}", i,
+                 i % 2 ? "status" : "list_assets");
+        srv_send(s, msg);
+    }
+    return NULL;
+}
+
+/* Requests pipelined without waiting (more than the server keeps in
+ * flight: it stops reading until there is room) are all answered once. */
+static void test_pipelined(void)
+{
+    char *root = t_workspace("serve-pipe");
+    REQUIRE(root);
+    srv s;
+    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    REQUIRE(started == 0);
+    pthread_t t;
+    pthread_create(&t, NULL, send_many, &s);
+    static char seen[PIPELINED + 1];
+    memset(seen, 0, sizeof seen);
+    int answers = 0, dup = 0, oks = 0;
+    while (answers < PIPELINED) {
+        cJSON *m = srv_recv(&s);
+        if (!m)
+            break;
+        const cJSON *id = cJSON_GetObjectItem(m, "id");
+        if (cJSON_IsNumber(id) && id->valueint >= 1 && id->valueint <= PIPELINED) {
+            dup += seen[id->valueint]++;
+            answers++;
+            oks += status_is(result(m), "ok");
+        }
+        cJSON_Delete(m);
+    }
+    pthread_join(t, NULL);
+    CHECK(answers == PIPELINED);
+    CHECK(dup == 0);
+    CHECK(oks == PIPELINED);
+    cJSON *m = srv_call(&s, PIPELINED + 1, "shutdown", NULL);
+    cJSON_Delete(m);
+    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
+    CHECK(srv_exit(&s) == 0);
+    unlink(s.log);
+    t_rmrf(root);
+    free(root);
+}
+
 /* SIGTERM: the same orderly stop. */
 static void test_signal(void)
 {
@@ -757,6 +810,7 @@ int main(void)
     test_client_death(1);
     test_client_death(0);
     test_observed();
+    test_pipelined();
     test_signal();
     CHECK_DONE();
 }
