@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -209,8 +210,14 @@ void serve_enqueue(server *s, const cJSON *id, const char *method, const cJSON *
     pthread_mutex_lock(&s->mu);
     /* backpressure: a client that sends without reading stops being read
      * (its writes block) instead of growing the queue without bound */
-    while (s->nlive >= SERVE_MAX_LIVE && !atomic_load(&s->gone))
-        pthread_cond_wait(&s->cv, &s->mu);
+    while (s->nlive >= SERVE_MAX_LIVE && !atomic_load(&s->gone) && !got_signal) {
+        struct timespec ts; /* a signal cannot signal cv: look every 100 ms */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100000000;
+        if (ts.tv_nsec >= 1000000000)
+            ts.tv_sec++, ts.tv_nsec -= 1000000000;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
     q->live_next = s->live;
     s->live = q;
     s->nlive++;
