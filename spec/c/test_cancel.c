@@ -118,7 +118,7 @@ static int status_is(const cJSON *j, const char *st)
 static void test_tokens(void)
 {
     packer_cancel *tok = NULL;
-    int made = packer_cancel_new(&tok); /* REQUIRE evaluates twice */
+    int made = packer_cancel_new(&tok);
     REQUIRE(made == 0 && tok);
     CHECK(packer_cancel_triggered(tok) == 0);
     packer_cancel_trigger(tok);
@@ -209,7 +209,7 @@ static void test_cancel_build(void)
     /* recipes report progress every 100 ms once some are done */
     trigger t = {.kind = PACKER_EV_PROGRESS_UPDATED, .prefix = "running recipes"};
     t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus); /* REQUIRE evaluates twice */
+    int bus_rc = packer_bus_new(&bus);
     REQUIRE(bus_rc == 0);
     packer_bus_subscribe(bus, on_event, &t, NULL);
     int open_rc = packer_project_open(root, bus, &p);
@@ -299,7 +299,7 @@ static void test_cancel_queued(void)
     packer_project *p = NULL;
     trigger t = {.kind = PACKER_EV__COUNT};
     t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus); /* REQUIRE evaluates twice */
+    int bus_rc = packer_bus_new(&bus);
     REQUIRE(bus_rc == 0);
     packer_bus_subscribe(bus, on_event, &t, NULL);
     int open_rc = packer_project_open(root, bus, &p);
@@ -366,7 +366,7 @@ static void test_cancel_doctor(void)
     packer_project *p = NULL;
     trigger t = {.kind = PACKER_EV_PROGRESS_UPDATED};
     t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus); /* REQUIRE evaluates twice */
+    int bus_rc = packer_bus_new(&bus);
     REQUIRE(bus_rc == 0);
     packer_bus_subscribe(bus, on_event, &t, NULL);
     int open_rc = packer_project_open(root, bus, &p);

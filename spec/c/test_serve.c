@@ -255,7 +255,7 @@ static void test_session(void)
     t_asset(root, "assets/b");
     t_write(root, "stray.txt", "not an asset\n");
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
 
     cJSON *m = srv_call(&s, 1, "initialize", "{}");
@@ -391,7 +391,7 @@ static void test_lazy_init(void)
     char *dir = t_tmpdir("serve-init");
     REQUIRE(dir);
     srv s;
-    int started = srv_start(&s, dir); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, dir);
     REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "initialize", NULL);
     CHECK(cJSON_IsNull(cJSON_GetObjectItem(result(m), "workspace")));
@@ -445,7 +445,7 @@ static void test_malformed(void)
     REQUIRE(root);
     t_asset(root, "assets/a");
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
 
     srv_raw(&s, "this is not a header\r\n\r\n", 24);
@@ -607,7 +607,7 @@ static void test_cancel(void)
     char *root = slow_workspace("serve-cancel");
     REQUIRE(root);
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"build\",\"params\":{\"jobs\":1}}");
     CHECK(wait_event(&s, "progress_updated", "running recipes"));
@@ -661,7 +661,7 @@ static void test_client_death(int stdin_too)
     char *root = slow_workspace("serve-death");
     REQUIRE(root);
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"build\",\"params\":{\"jobs\":1}}");
     CHECK(wait_event(&s, "build_started", NULL));
@@ -702,7 +702,7 @@ static void test_observed(void)
     packer_response_free(r);
     packer_project_close(p);
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "status", NULL);
     CHECK(status_is(result(m), "ok"));
@@ -745,7 +745,7 @@ static void test_pipelined(void)
     char *root = t_workspace("serve-pipe");
     REQUIRE(root);
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
     pthread_t t;
     pthread_create(&t, NULL, send_many, &s);
@@ -783,7 +783,7 @@ static void test_signal(void)
     char *root = t_workspace("serve-signal");
     REQUIRE(root);
     srv s;
-    int started = srv_start(&s, root); /* REQUIRE evaluates twice */
+    int started = srv_start(&s, root);
     REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "status", NULL);
     CHECK(status_is(result(m), "ok"));
