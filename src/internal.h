@@ -609,6 +609,11 @@ obs *project_obs(packer_project *p);
 void project_set_obs(packer_project *p, obs *ob);
 /* project_set_state announcing the asset ids it concerns (taken). */
 void project_set_state_assets(packer_project *p, op *o, packer_state s, cJSON *affected);
+/* The runtime is failed because of `why` (kept for status and the event);
+ * only a reconcile that succeeds leaves it. */
+void project_fail(packer_project *p, op *o, const char *why);
+/* Why the runtime last failed, or NULL (caller frees). Any thread. */
+char *project_failure(packer_project *p);
 /* Another process changed packer-owned state: diverged, and the next
  * mutation is refused until a reconcile (a failed commit of our own only
  * makes the next write reconcile first). */
@@ -806,8 +811,6 @@ void obs_lane_leave(void);
 void obs_note_write(const char *abs, bool tree);
 /* Queue a reconcile on p's lane (one at a time). Any thread. */
 void obs_post_reconcile(packer_project *p);
-/* The last failed reconcile's message, or NULL (caller frees). Any thread. */
-char *obs_failure(packer_project *p);
 /* Tests: lose = true: kernel events are read and thrown away from now on,
  * as when the kernel queue overflows; lose = false: the overflow is
  * noticed (as IN_Q_OVERFLOW), and a rescan must find what was lost. */

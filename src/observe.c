@@ -58,9 +58,8 @@
 struct obs {
     packer_project *p;
     const char *root;
-    pthread_mutex_t mu; /* own, failure, cfg_hash, hold */
+    pthread_mutex_t mu; /* own, cfg_hash, hold */
     ptab own;
-    char *failure;
     char cfg_hash[HASH_HEX_LEN + 1];
     bool hold, held;
     atomic_bool running, stopping, losing, overflow_asked, queued;
@@ -422,25 +421,6 @@ static bool own_cb(void *ctx, const char *path, bool present, const cache_stat *
 
 /* ---- divergence and reconcile ------------------------------------------------ */
 
-static void set_failure(obs *ob, const char *msg)
-{
-    pthread_mutex_lock(&ob->mu);
-    pk_free(ob->failure);
-    ob->failure = msg ? pk_strdup(msg) : NULL;
-    pthread_mutex_unlock(&ob->mu);
-}
-
-char *obs_failure(packer_project *p)
-{
-    obs *ob = project_obs(p);
-    if (!ob)
-        return NULL;
-    pthread_mutex_lock(&ob->mu);
-    char *out = ob->failure ? pk_strdup(ob->failure) : NULL;
-    pthread_mutex_unlock(&ob->mu);
-    return out;
-}
-
 static void op_for(op *o, packer_project *p, const char *prefix, const char *what, unsigned long n)
 {
     memset(o, 0, sizeof *o);
@@ -469,10 +449,10 @@ static void reconcile_job(void *arg)
                     cfg.project_id, packer_project_id(p));
     ws_config_clear(&cfg);
     if (rc) {
-        if (ob)
-            set_failure(ob, packer_last_error());
+        char why[1024];
+        snprintf(why, sizeof why, "%s", packer_last_error());
         project_set_state(p, &o, PACKER_STATE_RECONCILING);
-        project_set_state(p, &o, PACKER_STATE_FAILED);
+        project_fail(p, &o, why);
         return;
     }
     snap *cur = NULL;
@@ -481,15 +461,12 @@ static void reconcile_job(void *arg)
         snap_unref(cur);
         project_end_write(p);
     }
-    if (ob) {
-        set_failure(ob, rc ? packer_last_error() : NULL);
-        if (rc == 0) {
-            char h[HASH_HEX_LEN + 1];
-            config_hash(ob, h);
-            pthread_mutex_lock(&ob->mu);
-            memcpy(ob->cfg_hash, h, sizeof h);
-            pthread_mutex_unlock(&ob->mu);
-        }
+    if (ob && rc == 0) { /* packer.json as reconciled is the new reference */
+        char h[HASH_HEX_LEN + 1];
+        config_hash(ob, h);
+        pthread_mutex_lock(&ob->mu);
+        memcpy(ob->cfg_hash, h, sizeof h);
+        pthread_mutex_unlock(&ob->mu);
     }
 }
 
@@ -721,7 +698,6 @@ void obs_free(obs *ob)
         return;
     stop(ob);
     ptab_clear(&ob->own);
-    pk_free(ob->failure);
     pthread_mutex_destroy(&ob->mu);
     pk_free(ob);
 }
