@@ -32,7 +32,7 @@ LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus
 LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
-           $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
+           $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o $(BUILD)/obj/cli_watch.o
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 
