@@ -136,7 +136,11 @@ $(BUILD)/bench_registry: scripts/bench_registry.c $(BUILD)/libpacker.a
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
 
-bench: all $(BUILD)/bench_registry
+$(BUILD)/bench_observe: scripts/bench_observe.c $(BUILD)/libpacker.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+
+bench: all $(BUILD)/bench_registry $(BUILD)/bench_observe
 	@sh scripts/bench.sh $(BUILD)
 
 install: all
