@@ -28,7 +28,7 @@ RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
            response project registry reads sandbox recipes strmap cache pool build build_out \
            pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine observe \
-           fresh obs_walk obs_batch
+           fresh obs_walk obs_batch obs_own
 LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \

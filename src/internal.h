@@ -844,6 +844,21 @@ void ptab_clear(ptab *t);
 /* Call fn for every entry (fn may not add or delete). */
 void ptab_each(const ptab *t, void (*fn)(ptab_ent *e, void *ctx), void *ctx);
 
+/* obs_own.c: packer's own recent writes, so that the observer does not
+ * report them. Any thread (one mutex inside). */
+typedef struct obs_own obs_own;
+obs_own *own_new(void);
+void own_free(obs_own *w);
+/* Remember what workspace-relative rel (absolute abs) is now, after packer
+ * wrote, deleted or (tree) moved it. */
+void own_note(obs_own *w, const char *rel, const char *abs, bool tree);
+/* Whether path, now present with stat cur or absent, is what packer left
+ * there (its own write or delete, or anything under a tree it moved).
+ * own is an obs_own (the obs_batch callback). */
+bool own_match(void *own, const char *path, bool present, const cache_stat *cur);
+/* Forget notes older than ttl seconds. */
+void own_expire(obs_own *w, double ttl);
+
 /* obs_batch.c: classify one batch of changed paths (pending) against the
  * baseline stats and the published snapshot; update the baseline; mark
  * stale assets and emit asset_changed / asset_discovered on o. own says
