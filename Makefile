@@ -27,14 +27,18 @@ RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
            response project registry reads sandbox recipes strmap cache pool build build_out \
-           pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine observe \
-           fresh obs_walk obs_batch cancel
+           pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine observe
+# background observation (issue 6): the observer's parts and the stale set
+LIB_SRC += fresh obs_walk obs_batch obs_own
+# cancellation tokens (packer_cancel_*; packer serve's $/cancelRequest)
+LIB_SRC += cancel
 LIB_OBJ  = $(LIB_SRC:%=$(BUILD)/obj/%.o) $(BUILD)/obj/builtin_recipes.o \
            $(BUILD)/obj/builtin_rules.o
 CLI_OBJ  = $(BUILD)/obj/cli.o $(BUILD)/obj/cli_print.o $(BUILD)/obj/cli_repl.o \
            $(BUILD)/obj/lua_packer.o $(BUILD)/obj/cli_pack.o
 # packer serve: JSON-RPC over stdin/stdout (serve.c) and its framing (rpc.c)
 CLI_OBJ += $(BUILD)/obj/serve.o $(BUILD)/obj/serve_methods.o $(BUILD)/obj/rpc.o
+CLI_OBJ += $(BUILD)/obj/cli_watch.o
 C_TESTS  = $(patsubst spec/c/%.c,$(BUILD)/tests/%,$(wildcard spec/c/test_*.c))
 EXAMPLES = $(BUILD)/examples/host
 EXAMPLES += $(BUILD)/examples/serve-client
@@ -158,6 +162,12 @@ $(BUILD)/bench_serve: scripts/bench_serve.c $(BUILD)/libpacker.a
 bench: $(BUILD)/bench_serve
 bench: all $(BUILD)/bench_registry
 	@sh scripts/bench.sh $(BUILD)
+
+# the observer's benchmark helper (issue 6)
+$(BUILD)/bench_observe: scripts/bench_observe.c $(BUILD)/libpacker.a
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(CFLAGS) -Isrc -o $@ $< $(BUILD)/libpacker.a $(LIBS) $(LDFLAGS) -lm
+bench: $(BUILD)/bench_observe
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \

@@ -2,7 +2,7 @@
 # bench.sh - the benchmarks behind `make bench` (benchmarks, never tests:
 # nothing here passes or fails on timing). usage: bench.sh BUILD_DIR
 #
-# Two sections (PACKER_BENCH_SECTIONS, default "registry build"):
+# Sections (PACKER_BENCH_SECTIONS, default all: registry build doctor observe serve):
 #
 # registry: for each size N (default 100 and 100000): generate a workspace
 # with scripts/gen-workspace.lua (deterministic, --small-files), `packer
@@ -44,6 +44,14 @@
 # get_asset_details round trips over `packer serve` from one sequential
 # client, beside packer_call + packer_response_json in process, for
 # PACKER_BENCH_SECONDS each (calls/s, median and p99 latency).
+# observe: for each size N (PACKER_BENCH_OBSERVE_SIZES, default 10000 and
+# 100000) a --small-files workspace, registered; BUILD_DIR/bench_observe on
+# it with the observer on: at the smallest N the latency from a write of
+# an input to its asset_changed event (PACKER_BENCH_WRITES, 200 writes,
+# one at a time) and process CPU over PACKER_BENCH_IDLE (60) seconds at
+# rest; at every N the reconcile after another process's commit (5 CLI
+# include/exclude runs) beside a cold `packer list` (a fresh process,
+# warm page cache; goal: reconcile at most equal).
 # Times are medians of PACKER_BENCH_RUNS (3) runs: hyperfine when present,
 # else `date +%s.%N` around each command. ninja (ninja-build) and
 # /usr/bin/time (time) are bench-only: installed with apt-get as root,
@@ -54,7 +62,9 @@
 # PACKER_BENCH_TOGGLES (200), PACKER_BENCH_SECONDS (3), PACKER_BENCH_READERS
 # (2), PACKER_BENCH_BUILD_SIZES ("10000 100000"), PACKER_BENCH_RUNS (3),
 # PACKER_BENCH_BIG_MIB (1024), PACKER_BENCH_DOCTOR_SIZES ("10000 100000"),
-# PACKER_BENCH_SECTIONS ("registry build doctor").
+# PACKER_BENCH_SECTIONS ("registry build doctor observe serve"),
+# PACKER_BENCH_OBSERVE_SIZES ("10000 100000"), PACKER_BENCH_WRITES (200),
+# PACKER_BENCH_IDLE (60).
 # Disk: the build section needs about 4x the inputs (the inputs, the pack
 # and the archive, the last two twice while replaced): ~21 GB at N=100000;
 # a size that does not fit in the free space is skipped with a note. The
@@ -66,7 +76,11 @@ BUILD_ABS=$(cd "$ROOT/$BUILD" && pwd)
 P="$BUILD_ABS/packer"
 BENCH="$BUILD_ABS/bench_registry"
 DIR="$BUILD_ABS/bench"
-SECTIONS=${PACKER_BENCH_SECTIONS:-"registry build doctor"}
+SECTIONS=${PACKER_BENCH_SECTIONS:-"registry build doctor observe serve"}
+OBSERVE_SIZES=${PACKER_BENCH_OBSERVE_SIZES:-"10000 100000"}
+WRITES=${PACKER_BENCH_WRITES:-200}
+IDLE=${PACKER_BENCH_IDLE:-60}
+OBS="$BUILD_ABS/bench_observe"
 DOCTOR_SIZES=${PACKER_BENCH_DOCTOR_SIZES:-"10000 100000"}
 SIZES=${PACKER_BENCH_SIZES:-"100 100000"}
 TOGGLES=${PACKER_BENCH_TOGGLES:-200}
@@ -77,14 +91,12 @@ RUNS=${PACKER_BENCH_RUNS:-3}
 BIG_MIB=${PACKER_BENCH_BIG_MIB:-1024}
 KEEP=${PACKER_BENCH_KEEP:-0}
 SERVE_SIZE=${PACKER_BENCH_SERVE_SIZE:-1000}
-# serve is in the default set (appended here so the list above stays as it was)
-[ -n "${PACKER_BENCH_SECTIONS:-}" ] || SECTIONS="$SECTIONS serve"
 BATCH=5000
 GEN="$ROOT/scripts/gen-workspace.lua"
 BB="$ROOT/scripts/bench_build.lua"
 TIME=/usr/bin/time
 
-for f in "$P" "$BENCH"; do
+for f in "$P" "$BENCH" "$OBS"; do
     [ -x "$f" ] || { echo "bench: $f is missing (run: make BUILD=$BUILD bench)" >&2; exit 2; }
 done
 rm -rf "$DIR"
@@ -553,6 +565,60 @@ if section serve; then
         { echo "bench: $BUILD_ABS/bench_serve is missing (run: make bench)" >&2; exit 2; }
     run_serve
 fi
+# ------------------------------------------------------------------ observe
+
+# A registered --small-files workspace of $1 assets; bench_observe on it
+# (latency and idle only at size $2), then cold `packer list` runs.
+run_observe_size() {
+    n=$1
+    ws="$DIR/obs-$n"
+    out="$DIR/result-obs-$n.txt"
+    echo "observe N=$n: generating and registering..." >&2
+    lua5.4 "$GEN" --count "$n" --seed 1 --small-files "$ws" >&2
+    "$P" -C "$ws" init --name "obs-$n" >/dev/null
+    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
+        xargs -n "$BATCH" "$P" register >/dev/null)
+    w=0 i=0
+    [ "$n" = "$2" ] && w=$WRITES i=$IDLE
+    echo "observe N=$n: bench_observe (writes $w, idle ${i}s, 5 reconciles)..." >&2
+    "$OBS" "$ws" --writes "$w" --idle "$i" --reconciles 5 --packer "$P" >"$out"
+    : >"$DIR/list-$n.txt"
+    for _ in $(seq "$RUNS"); do
+        t=$(now)
+        "$P" -C "$ws" --json list >/dev/null
+        elapsed "$t" >>"$DIR/list-$n.txt"
+    done
+    echo "cold_list_ms=$(median "$DIR/list-$n.txt" | awk '{ printf "%.0f", $1 * 1000 }')" >>"$out"
+    drop "$ws"
+}
+
+oget() { sed -n "s/^$2=//p" "$DIR/result-obs-$1.txt"; }
+
+orow() {
+    printf '%-40s' "$1"
+    for n in $OBSERVE_SIZES; do printf '%12s' "$(oget "$n" "$2")"; done
+    printf '\n'
+}
+
+observe_report() {
+    echo "observe (gen-workspace.lua --small-files --seed 1, registered; observer on;"
+    echo "writes one at a time; reconcile after a CLI include/exclude, median of 5;"
+    echo "cold list: a fresh \`packer --json list\` process, median of $RUNS, warm page cache)"
+    echo
+    printf '%-40s' "assets (N)"
+    for n in $OBSERVE_SIZES; do printf '%12s' "$n"; done
+    printf '\n'
+    orow "observer start: walk + watches (ms)" observe_start_ms
+    orow "write -> asset_changed median (ms)" write_to_event_median_ms
+    orow "write -> asset_changed p99 (ms)" write_to_event_p99_ms
+    orow "  events measured" write_to_event_count
+    orow "idle CPU over the idle run (ms)" idle_cpu_ms
+    orow "  idle seconds" idle_seconds
+    orow "reconcile alone, median (ms)" reconcile_median_ms
+    orow "other commit -> in service, median (ms)" commit_to_healthy_median_ms
+    orow "cold packer list (ms)" cold_list_ms
+}
+
 if section registry; then
     for n in $SIZES; do run_size "$n"; done
 fi
@@ -563,6 +629,10 @@ if section build; then
 fi
 if section doctor; then
     for n in $DOCTOR_SIZES; do run_doctor_size "$n"; done
+fi
+if section observe; then
+    first=${OBSERVE_SIZES%% *}
+    for n in $OBSERVE_SIZES; do run_observe_size "$n" "$first"; done
 fi
 echo
 echo "packer benchmarks ($(date -u +%Y-%m-%d))"
@@ -582,4 +652,8 @@ fi
 if section serve; then
     echo
     serve_report
+fi
+if section observe; then
+    echo
+    observe_report
 fi

@@ -645,6 +645,11 @@ static int cmd_serve(cli *c, int argc, char **argv)
     return cli_serve(argc, argv);
 }
 
+static int cmd_watch(cli *c, int argc, char **argv)
+{
+    return cli_watch(argc, argv, c->json);
+}
+
 static int cmd_help(cli *c, int argc, char **argv);
 
 static const command COMMANDS[] = {
@@ -701,6 +706,7 @@ static const command COMMANDS[] = {
     {"status", "status", "Show the workspace, the asset counts and the runtime state.", cmd_status},
     {"pack", cli_pack_usage, cli_pack_help, cmd_pack},
     {"serve", cli_serve_usage, cli_serve_help, cmd_serve},
+    {"watch", cli_watch_usage, cli_watch_help, cmd_watch},
     {"repl", "repl", "A Lua 5.4 prompt with the open project bound to `project`.", cmd_repl},
     {"help", "help [COMMAND]", "Show help for packer or for one command.", cmd_help},
 };

@@ -1,5 +1,6 @@
 /*
- * cli.h - shared by the CLI's files (cli.c, cli_print.c, cli_repl.c, cli_pack.c).
+ * cli.h - shared by the CLI's files (cli.c, cli_print.c, cli_repl.c, cli_pack.c,
+ * cli_watch.c).
  */
 #ifndef PACKER_CLI_H
 #define PACKER_CLI_H
@@ -26,6 +27,10 @@ int cli_pack(int argc, char **argv, int json);
  * code. Usage and help for the command table. */
 extern const char cli_serve_usage[], cli_serve_help[];
 int cli_serve(int argc, char **argv);
+/* `packer watch` (cli_watch.c): argv[0] is "watch"; json is the global
+ * --json flag. Runs until SIGINT/SIGTERM; returns the exit code. */
+extern const char cli_watch_usage[], cli_watch_help[];
+int cli_watch(int argc, char **argv, int json);
 
 /* Interactive Lua prompt over an open project; 0 on a clean exit. */
 int cli_repl(const char *root);

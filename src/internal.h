@@ -631,6 +631,11 @@ obs *project_obs(packer_project *p);
 void project_set_obs(packer_project *p, obs *ob);
 /* project_set_state announcing the asset ids it concerns (taken). */
 void project_set_state_assets(packer_project *p, op *o, packer_state s, cJSON *affected);
+/* The runtime is failed because of `why` (kept for status and the event);
+ * only a reconcile that succeeds leaves it. */
+void project_fail(packer_project *p, op *o, const char *why);
+/* Why the runtime last failed, or NULL (caller frees). Any thread. */
+char *project_failure(packer_project *p);
 /* Another process changed packer-owned state: diverged, and the next
  * mutation is refused until a reconcile (a failed commit of our own only
  * makes the next write reconcile first). */
@@ -828,8 +833,6 @@ void obs_lane_leave(void);
 void obs_note_write(const char *abs, bool tree);
 /* Queue a reconcile on p's lane (one at a time). Any thread. */
 void obs_post_reconcile(packer_project *p);
-/* The last failed reconcile's message, or NULL (caller frees). Any thread. */
-char *obs_failure(packer_project *p);
 /* Tests: lose = true: kernel events are read and thrown away from now on,
  * as when the kernel queue overflows; lose = false: the overflow is
  * noticed (as IN_Q_OVERFLOW), and a rescan must find what was lost. */
@@ -862,6 +865,21 @@ void ptab_del(ptab *t, const char *key);
 void ptab_clear(ptab *t);
 /* Call fn for every entry (fn may not add or delete). */
 void ptab_each(const ptab *t, void (*fn)(ptab_ent *e, void *ctx), void *ctx);
+
+/* obs_own.c: packer's own recent writes, so that the observer does not
+ * report them. Any thread (one mutex inside). */
+typedef struct obs_own obs_own;
+obs_own *own_new(void);
+void own_free(obs_own *w);
+/* Remember what workspace-relative rel (absolute abs) is now, after packer
+ * wrote, deleted or (tree) moved it. */
+void own_note(obs_own *w, const char *rel, const char *abs, bool tree);
+/* Whether path, now present with stat cur or absent, is what packer left
+ * there (its own write or delete, or anything under a tree it moved).
+ * own is an obs_own (the obs_batch callback). */
+bool own_match(void *own, const char *path, bool present, const cache_stat *cur);
+/* Forget notes older than ttl seconds. */
+void own_expire(obs_own *w, double ttl);
 
 /* obs_batch.c: classify one batch of changed paths (pending) against the
  * baseline stats and the published snapshot; update the baseline; mark

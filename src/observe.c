@@ -58,9 +58,8 @@
 struct obs {
     packer_project *p;
     const char *root;
-    pthread_mutex_t mu; /* own, failure, cfg_hash, hold */
-    ptab own;
-    char *failure;
+    pthread_mutex_t mu; /* cfg_hash, hold */
+    obs_own *own;       /* packer's own recent writes (its own lock) */
     char cfg_hash[HASH_HEX_LEN + 1];
     bool hold, held;
     atomic_bool running, stopping, losing, overflow_asked, queued;
@@ -346,100 +345,10 @@ void obs_note_write(const char *abs, bool tree)
     if (strncmp(abs, ob->root, n) != 0 || abs[n] != '/' || under(abs + n + 1, ".packer"))
         return;
     const char *rel = abs + n + 1;
-    struct stat st;
-    bool present = lstat(abs, &st) == 0;
-    pthread_mutex_lock(&ob->mu);
-    ptab_ent *e = ptab_put(&ob->own, rel);
-    if (e) {
-        e->present = present;
-        if (present)
-            cache_stat_of(&st, &e->st);
-        e->tree = tree;
-        e->t = now_s();
-    }
-    pthread_mutex_unlock(&ob->mu);
-}
-
-/* Whether path (now as `cur`, or absent) is what packer itself left there:
- * its own write or delete, or anything under a tree it moved. Under mu. */
-static bool own_locked(obs *ob, const char *path, bool present, const cache_stat *cur)
-{
-    const ptab_ent *e = ptab_get(&ob->own, path);
-    if (e && !e->tree)
-        return e->present == present && (!present || cache_stat_same(&e->st, cur));
-    char *up = pk_strdup(path);
-    bool out = e != NULL;
-    for (char *slash; !out && up && (slash = strrchr(up, '/'));) {
-        *slash = '\0';
-        e = ptab_get(&ob->own, up);
-        out = e && e->tree;
-    }
-    pk_free(up);
-    return out;
-}
-
-typedef struct {
-    char **keys;
-    size_t n, cap;
-    double now;
-} expired;
-
-static void collect_expired(ptab_ent *e, void *ctx)
-{
-    expired *x = ctx;
-    if (x->now - e->t < OBS_OWN_TTL)
-        return;
-    if (x->n == x->cap) {
-        size_t cap = x->cap ? x->cap * 2 : 16;
-        char **v = pk_realloc(x->keys, cap * sizeof *v);
-        if (!v)
-            return;
-        x->keys = v;
-        x->cap = cap;
-    }
-    x->keys[x->n++] = e->key;
-}
-
-static void own_expire(obs *ob)
-{
-    expired x = {NULL, 0, 0, now_s()};
-    pthread_mutex_lock(&ob->mu);
-    ptab_each(&ob->own, collect_expired, &x);
-    for (size_t i = 0; i < x.n; i++)
-        ptab_del(&ob->own, x.keys[i]);
-    pthread_mutex_unlock(&ob->mu);
-    pk_free(x.keys);
-}
-
-static bool own_cb(void *ctx, const char *path, bool present, const cache_stat *cur)
-{
-    obs *ob = ctx;
-    pthread_mutex_lock(&ob->mu);
-    bool out = ob->own.n && own_locked(ob, path, present, cur);
-    pthread_mutex_unlock(&ob->mu);
-    return out;
+    own_note(ob->own, rel, abs, tree);
 }
 
 /* ---- divergence and reconcile ------------------------------------------------ */
-
-static void set_failure(obs *ob, const char *msg)
-{
-    pthread_mutex_lock(&ob->mu);
-    pk_free(ob->failure);
-    ob->failure = msg ? pk_strdup(msg) : NULL;
-    pthread_mutex_unlock(&ob->mu);
-}
-
-char *obs_failure(packer_project *p)
-{
-    obs *ob = project_obs(p);
-    if (!ob)
-        return NULL;
-    pthread_mutex_lock(&ob->mu);
-    char *out = ob->failure ? pk_strdup(ob->failure) : NULL;
-    pthread_mutex_unlock(&ob->mu);
-    return out;
-}
 
 static void op_for(op *o, packer_project *p, const char *prefix, const char *what, unsigned long n)
 {
@@ -469,10 +378,10 @@ static void reconcile_job(void *arg)
                     cfg.project_id, packer_project_id(p));
     ws_config_clear(&cfg);
     if (rc) {
-        if (ob)
-            set_failure(ob, packer_last_error());
+        char why[1024];
+        snprintf(why, sizeof why, "%s", packer_last_error());
         project_set_state(p, &o, PACKER_STATE_RECONCILING);
-        project_set_state(p, &o, PACKER_STATE_FAILED);
+        project_fail(p, &o, why);
         return;
     }
     snap *cur = NULL;
@@ -481,15 +390,12 @@ static void reconcile_job(void *arg)
         snap_unref(cur);
         project_end_write(p);
     }
-    if (ob) {
-        set_failure(ob, rc ? packer_last_error() : NULL);
-        if (rc == 0) {
-            char h[HASH_HEX_LEN + 1];
-            config_hash(ob, h);
-            pthread_mutex_lock(&ob->mu);
-            memcpy(ob->cfg_hash, h, sizeof h);
-            pthread_mutex_unlock(&ob->mu);
-        }
+    if (ob && rc == 0) { /* packer.json as reconciled is the new reference */
+        char h[HASH_HEX_LEN + 1];
+        config_hash(ob, h);
+        pthread_mutex_lock(&ob->mu);
+        memcpy(ob->cfg_hash, h, sizeof h);
+        pthread_mutex_unlock(&ob->mu);
     }
 }
 
@@ -547,14 +453,14 @@ static void flush(obs *ob)
     op o;
     op_for(&o, ob->p, ob->prefix, "obs", ++ob->batches);
     if (ob->pending.n) {
-        own_expire(ob);
+        own_expire(ob->own, OBS_OWN_TTL);
         obs_batch b = {.p = ob->p,
                        .root = ob->root,
                        .o = &o,
                        .base = &ob->base,
                        .pending = &ob->pending,
-                       .own = own_cb,
-                       .own_ctx = ob,
+                       .own = own_match,
+                       .own_ctx = ob->own,
                        .rescan = ob->rescanned};
         obs_batch_run(&b);
         ptab_clear(&ob->pending);
@@ -703,8 +609,10 @@ int packer_project_observe(packer_project *p, int on)
         return 0;
     }
     if (!ob) {
-        if (!(ob = pk_calloc(1, sizeof *ob)))
+        if (!(ob = pk_calloc(1, sizeof *ob)) || !(ob->own = own_new())) {
+            pk_free(ob);
             return pk_err(PACKER_ENOMEM, "out of memory");
+        }
         ob->p = p;
         ob->root = packer_project_root(p);
         ob->ifd = ob->wakefd = -1;
@@ -720,8 +628,7 @@ void obs_free(obs *ob)
     if (!ob)
         return;
     stop(ob);
-    ptab_clear(&ob->own);
-    pk_free(ob->failure);
+    own_free(ob->own);
     pthread_mutex_destroy(&ob->mu);
     pk_free(ob);
 }

@@ -260,13 +260,36 @@ packer_state packer_project_state(const packer_project *p);
 
 /*
  * Background observation (off by default). With on != 0 the project
- * watches its workspace on a thread of its own (inotify on Linux, with a
- * periodic stat rescan when the kernel queue overflows or watches run
- * out): asset_changed / asset_discovered events, the stale state for
- * registered assets whose inputs or manifests changed, and diverged ->
- * reconciling -> healthy when another process rewrites packer-owned
- * state. on == 0 stops it; stopping is also part of packer_project_close.
- * Owner thread (the one that opens and closes the project). Returns 0 or
+ * watches its workspace on a thread of its own: inotify on every directory
+ * of the workspace except .packer/ (whose registry it watches apart), VCS
+ * and build output directories, never following a symlink; a stat rescan
+ * against the last known stats when the kernel queue overflows, and every
+ * 2 s while watches are exhausted. Changes are coalesced until the
+ * workspace is quiet for 50 ms (at most 500 ms), so a burst (a checkout
+ * touching thousands of files) gives one event, not a storm:
+ *   - asset_changed, affected_assets naming every registered asset whose
+ *     root changed, "paths" (up to 64) and "path_count"; before it, the
+ *     runtime goes stale (runtime_state_changed naming the newly stale
+ *     assets). list_assets and get_asset_details say "freshness":
+ *     "fresh" | "stale" per asset and status lists "stale_assets"; reads
+ *     still answer from the last coherent snapshot. A successful build
+ *     makes the assets it built fresh again (not those changed after it
+ *     started).
+ *   - asset_discovered, "paths": a new asset.json outside every
+ *     registered root (nothing is registered by observation).
+ *   - diverged when another process changed the registry or packer.json,
+ *     then reconciling -> healthy as the lane reloads the snapshot in the
+ *     background (readers keep the old one until the new one is
+ *     published; the healthy event names the assets that changed), or
+ *     failed with the reason (status: reconcile_failed) when what is on
+ *     disk cannot be read. failed is left only by a reconcile that works.
+ * packer's own writes are not reported as changes. Observation never
+ * writes to the workspace, never takes the cross-process lock, never waits
+ * for the write lane, and runs with or without a bus (without one, states
+ * and freshness still change). Calling it again with the same `on` does
+ * nothing; on == 0 stops the thread (staleness already known stays);
+ * packer_project_close stops it too. Owner thread (the one that opens and
+ * closes the project). Returns 0, PACKER_EINVAL (p is NULL) or
  * PACKER_EIO / PACKER_ENOMEM (packer_last_error says why).
  */
 int packer_project_observe(packer_project *p, int on);
@@ -277,6 +300,11 @@ int packer_project_observe(packer_project *p, int on);
  * the calling thread against the current snapshot and are never blocked
  * by a write in progress; mutations are queued on the project's write lane
  * and executed in submission order, and this call waits for the result.
+ * A mutation (or doctor with apply) that starts while the runtime is
+ * diverged because another process changed the registry or packer.json
+ * (announced by the observer or by status) is refused with a "diverged"
+ * blocker saying so, and a reconcile is queued; retry once the runtime is
+ * healthy again (a runtime_state_changed event tells).
  * Any thread. Returns 0 when a response was produced (whatever its
  * status; inspect it), PACKER_EUNKNOWN for an unknown service,
  * PACKER_EINVAL for parameters that are not a JSON object, PACKER_ENOMEM

@@ -45,6 +45,7 @@ struct packer_project {
     fresh *fresh;
     _Atomic(obs *) obs;
     atomic_bool foreign; /* diverged by another process (not a failed commit of ours) */
+    char *failure;       /* why the runtime is failed (under state_mu) */
 };
 
 typedef struct {
@@ -197,6 +198,8 @@ static void set_state_locked(packer_project *p, op *o, packer_state s, cJSON *af
     if (extra) {
         json_add_str(extra, "previous_state", packer_state_name(prev));
         json_add_str(extra, "runtime_state", packer_state_name(s));
+        if (s == PACKER_STATE_FAILED && p->failure)
+            json_add_str(extra, "message", p->failure);
     }
     char summary[96];
     snprintf(summary, sizeof summary, "runtime %s -> %s", packer_state_name(prev),
@@ -214,6 +217,23 @@ void project_set_state_assets(packer_project *p, op *o, packer_state s, cJSON *a
 void project_set_state(packer_project *p, op *o, packer_state s)
 {
     project_set_state_assets(p, o, s, NULL);
+}
+
+void project_fail(packer_project *p, op *o, const char *why)
+{
+    pthread_mutex_lock(&p->state_mu);
+    pk_free(p->failure);
+    p->failure = pk_strdup(why);
+    set_state_locked(p, o, PACKER_STATE_FAILED, NULL);
+    pthread_mutex_unlock(&p->state_mu);
+}
+
+char *project_failure(packer_project *p)
+{
+    pthread_mutex_lock(&p->state_mu);
+    char *out = p->failure ? pk_strdup(p->failure) : NULL;
+    pthread_mutex_unlock(&p->state_mu);
+    return out;
 }
 
 void project_refresh_state(packer_project *p, op *o, cJSON *affected)
@@ -239,10 +259,14 @@ static int reconcile(packer_project *p, op *o)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {
         snap_unref(fresh);
-        project_set_state(p, o, PACKER_STATE_FAILED);
+        project_fail(p, o, packer_last_error());
         return rc;
     }
     atomic_store(&p->foreign, false);
+    pthread_mutex_lock(&p->state_mu);
+    pk_free(p->failure);
+    p->failure = NULL;
+    pthread_mutex_unlock(&p->state_mu);
     snap *old = project_snapshot(p);
     cJSON *changed = snap_diff_ids(old, fresh);
     snap_unref(old);
@@ -264,7 +288,7 @@ int project_begin_write(packer_project *p, op *o, snap **cur)
     if (rc == 0)
         rc = store_stamp_read(p->st, &disk);
     if (rc) {
-        project_set_state(p, o, PACKER_STATE_FAILED);
+        project_fail(p, o, packer_last_error());
         project_end_write(p);
         return rc;
     }
@@ -399,6 +423,7 @@ void packer_project_close(packer_project *p)
     project_set_obs(p, NULL);
     obs_free(ob);
     fresh_free(p->fresh);
+    pk_free(p->failure);
     pthread_mutex_destroy(&p->state_mu);
     store_close(p->st);
     snap_unref(p->cur);

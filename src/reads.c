@@ -229,7 +229,7 @@ void svc_status(op *o)
     }
     json_add_item(data, "stale_assets", fresh_list(project_fresh(o->p)));
     packer_state st = packer_project_state(o->p);
-    char *failure = st == PACKER_STATE_FAILED ? obs_failure(o->p) : NULL;
+    char *failure = st == PACKER_STATE_FAILED ? project_failure(o->p) : NULL;
     if (failure)
         resp_diag(o->r, "error", "reconcile_failed", NULL, NULL, failure);
     pk_free(failure);

@@ -54,6 +54,23 @@ static void rec_cb(const packer_event *ev, void *ud)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Event i (stays valid until rec_clear; the array may move meanwhile). */
+static const cJSON *ev_at(rec *r, long i)
+{
+    pthread_mutex_lock(&r->mu);
+    const cJSON *e = i >= 0 && (size_t)i < r->n ? r->v[i] : NULL;
+    pthread_mutex_unlock(&r->mu);
+    return e;
+}
+
+static size_t rec_len(rec *r)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->n;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
 static void rec_clear(rec *r)
 {
     pthread_mutex_lock(&r->mu);
@@ -142,19 +159,20 @@ typedef struct {
     char *root;
     packer_bus *bus;
     packer_project *p;
-    rec ev;
+    rec *ev; /* on the heap: the dispatcher thread writes it */
 } fixture;
 
 static bool setup(fixture *f, const char *tag, const char *const *roots, size_t n)
 {
     memset(f, 0, sizeof *f);
-    pthread_mutex_init(&f->ev.mu, NULL);
+    f->ev = calloc(1, sizeof *f->ev);
+    pthread_mutex_init(&f->ev->mu, NULL);
     if (!(f->root = t_workspace(tag)))
         return false;
     for (size_t i = 0; i < n; i++)
         if (t_asset(f->root, roots[i]) != 0)
             return false;
-    if (packer_bus_new(&f->bus) != 0 || packer_bus_subscribe(f->bus, rec_cb, &f->ev, NULL) != 0 ||
+    if (packer_bus_new(&f->bus) != 0 || packer_bus_subscribe(f->bus, rec_cb, f->ev, NULL) != 0 ||
         packer_project_open(f->root, f->bus, &f->p) != 0)
         return false;
     packer_response *r = NULL;
@@ -168,9 +186,10 @@ static void teardown(fixture *f)
 {
     packer_project_close(f->p);
     packer_bus_free(f->bus);
-    rec_clear(&f->ev);
-    free(f->ev.v);
-    pthread_mutex_destroy(&f->ev.mu);
+    rec_clear(f->ev);
+    free(f->ev->v);
+    pthread_mutex_destroy(&f->ev->mu);
+    free(f->ev);
     t_rmrf(f->root);
     free(f->root);
 }
@@ -240,14 +259,14 @@ static void test_edit_makes_stale(void)
     REQUIRE(setup(&f, "obs-stale", roots, 2));
     char *a = id_of(f.p, "assets/a"), fr[16];
     REQUIRE(a);
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     CHECK(t_write(f.root, "assets/a/data.txt", "edited by an artist") == 0);
-    long changed = wait_for(&f.ev, from, "asset_changed", NULL);
-    long stale = find(&f.ev, from, NULL, "stale");
+    long changed = wait_for(f.ev, from, "asset_changed", NULL);
+    long stale = find(f.ev, from, NULL, "stale");
     REQUIRE(changed >= 0 && stale >= 0);
     CHECK(stale < changed); /* stale is announced first, then the change */
-    CHECK(names(f.ev.v[changed], a) && names(f.ev.v[stale], a));
-    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(f.ev.v[changed], "affected_assets")) == 1);
+    CHECK(names(ev_at(f.ev, changed), a) && names(ev_at(f.ev, stale), a));
+    CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(ev_at(f.ev, changed), "affected_assets")) == 1);
     CHECK(packer_project_state(f.p) == PACKER_STATE_STALE);
     CHECK(strcmp(freshness_of(f.p, "assets/a", fr, sizeof fr), "stale") == 0);
     CHECK(strcmp(freshness_of(f.p, "assets/b", fr, sizeof fr), "fresh") == 0);
@@ -261,18 +280,18 @@ static void test_edit_makes_stale(void)
     cJSON_Delete(j);
     packer_response_free(r);
     /* a successful build makes it fresh again: stale -> healthy naming it */
-    from = f.ev.n;
+    from = rec_len(f.ev);
     CHECK(packer_call(f.p, "build", NULL, &r) == 0);
     CHECK(r && packer_response_status(r) == PACKER_STATUS_OK);
     packer_response_free(r);
     CHECK(packer_project_state(f.p) == PACKER_STATE_HEALTHY);
     CHECK(strcmp(freshness_of(f.p, "assets/a", fr, sizeof fr), "fresh") == 0);
     packer_bus_flush(f.bus);
-    long healthy = find(&f.ev, from, NULL, "healthy");
-    CHECK(healthy >= 0 && names(f.ev.v[healthy], a));
+    long healthy = find(f.ev, from, NULL, "healthy");
+    CHECK(healthy >= 0 && names(ev_at(f.ev, healthy), a));
     /* the build's own output is no change to anything */
     usleep(300000);
-    CHECK(find(&f.ev, from, "asset_changed", NULL) < 0);
+    CHECK(find(f.ev, from, "asset_changed", NULL) < 0);
     free(a);
     teardown(&f);
 }
@@ -282,16 +301,16 @@ static void test_editor_rename(void)
     const char *roots[] = {"hero"};
     fixture f;
     REQUIRE(setup(&f, "obs-rename", roots, 1));
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     CHECK(t_write(f.root, "hero/.data.txt.swp", "new text") == 0);
     char *tmp = t_path(f.root, "hero/.data.txt.swp"), *dst = t_path(f.root, "hero/data.txt");
     CHECK(rename(tmp, dst) == 0);
-    long at = wait_for(&f.ev, from, "asset_changed", NULL);
+    long at = wait_for(f.ev, from, "asset_changed", NULL);
     REQUIRE(at >= 0);
     usleep(500000); /* anything else would have come by now */
-    CHECK(count(&f.ev, "asset_changed") == 1);
-    CHECK(t_num(f.ev.v[at], "path_count") == 1);
-    const cJSON *paths = cJSON_GetObjectItem(f.ev.v[at], "paths");
+    CHECK(count(f.ev, "asset_changed") == 1);
+    CHECK(t_num(ev_at(f.ev, at), "path_count") == 1);
+    const cJSON *paths = cJSON_GetObjectItem(ev_at(f.ev, at), "paths");
     CHECK(cJSON_GetArraySize(paths) == 1 &&
           strcmp(cJSON_GetArrayItem(paths, 0)->valuestring, "hero/data.txt") == 0);
     free(tmp);
@@ -305,7 +324,7 @@ static void test_own_writes_and_discovery(void)
     REQUIRE(setup(&f, "obs-own", NULL, 0));
     CHECK(t_write(f.root, "props/chair/chair.obj", "v 0 0 0") == 0);
     usleep(300000);
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     /* packer's own write: register --kind writes props/chair/asset.json */
     const char *paths[] = {"props/chair"};
     packer_register_opts opts = {.kind = "raw"};
@@ -317,18 +336,18 @@ static void test_own_writes_and_discovery(void)
     CHECK(packer_exclude_asset(f.p, "props/chair", &r) == 0);
     packer_response_free(r);
     usleep(600000);
-    CHECK(find(&f.ev, from, "asset_changed", NULL) < 0);
-    CHECK(observer_events(&f.ev, from) == 0); /* (register announces its own discovery) */
-    CHECK(find(&f.ev, from, NULL, "diverged") < 0);
+    CHECK(find(f.ev, from, "asset_changed", NULL) < 0);
+    CHECK(observer_events(f.ev, from) == 0); /* (register announces its own discovery) */
+    CHECK(find(f.ev, from, NULL, "diverged") < 0);
     CHECK(packer_project_state(f.p) == PACKER_STATE_HEALTHY);
     /* someone else's new asset root is discovered, not registered */
     CHECK(t_asset(f.root, "props/table") == 0);
     long at;
-    while ((at = wait_for(&f.ev, from, "asset_discovered", NULL)) >= 0 &&
-           !cJSON_GetObjectItem(f.ev.v[at], "paths"))
+    while ((at = wait_for(f.ev, from, "asset_discovered", NULL)) >= 0 &&
+           !cJSON_GetObjectItem(ev_at(f.ev, at), "paths"))
         from = (size_t)at + 1;
     REQUIRE(at >= 0);
-    const cJSON *found = cJSON_GetObjectItem(f.ev.v[at], "paths");
+    const cJSON *found = cJSON_GetObjectItem(ev_at(f.ev, at), "paths");
     CHECK(cJSON_GetArraySize(found) == 1 &&
           strcmp(cJSON_GetArrayItem(found, 0)->valuestring, "props/table") == 0);
     CHECK(packer_project_state(f.p) == PACKER_STATE_HEALTHY);
@@ -343,10 +362,10 @@ static void test_divergence(void)
     CHECK(t_asset(f.root, "theirs") == 0);
     usleep(300000);
     obs_test_hold(f.p, true); /* the refused write below must meet `diverged` */
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     const char *args[] = {"register", "theirs"};
     CHECK(run_cli(f.root, args, 2) == 0);
-    CHECK(wait_for(&f.ev, from, NULL, "diverged") >= 0);
+    CHECK(wait_for(f.ev, from, NULL, "diverged") >= 0);
     CHECK(packer_project_state(f.p) == PACKER_STATE_DIVERGED);
     packer_response *r = NULL;
     CHECK(packer_exclude_asset(f.p, "mine", &r) == 0);
@@ -360,12 +379,12 @@ static void test_divergence(void)
     CHECK(mem && !strstr(mem, "theirs"));
     free(mem);
     obs_test_hold(f.p, false);
-    long rec_at = wait_for(&f.ev, from, NULL, "reconciling");
-    long ok_at = rec_at >= 0 ? wait_for(&f.ev, (size_t)rec_at, NULL, "healthy") : -1;
+    long rec_at = wait_for(f.ev, from, NULL, "reconciling");
+    long ok_at = rec_at >= 0 ? wait_for(f.ev, (size_t)rec_at, NULL, "healthy") : -1;
     CHECK(rec_at >= 0 && ok_at > rec_at);
     CHECK(wait_state(f.p, PACKER_STATE_HEALTHY));
     char *theirs = id_of(f.p, "theirs");
-    CHECK(theirs && ok_at >= 0 && names(f.ev.v[ok_at], theirs));
+    CHECK(theirs && ok_at >= 0 && names(ev_at(f.ev, ok_at), theirs));
     free(theirs);
     mem = t_state(f.p);
     CHECK(mem && strstr(mem, "theirs theirs raw 1\n"));
@@ -424,7 +443,7 @@ static void test_storm(void)
     CHECK(r && packer_response_status(r) == PACKER_STATUS_OK);
     packer_response_free(r);
     usleep(300000);
-    rec_clear(&f.ev);
+    rec_clear(f.ev);
     /* touch 5,000 files at once, as a checkout would */
     double t0 = t_now();
     struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
@@ -443,22 +462,22 @@ static void test_storm(void)
     while (named < STORM_ASSETS && t_now() - t0 < DEADLINE) {
         usleep(50000);
         named = 0;
-        pthread_mutex_lock(&f.ev.mu);
+        pthread_mutex_lock(&f.ev->mu);
         for (int i = 0; i < STORM_ASSETS; i++)
-            for (size_t e = 0; e < f.ev.n; e++)
-                if (is_kind(f.ev.v[e], "asset_changed") && ids[i] && names(f.ev.v[e], ids[i])) {
+            for (size_t e = 0; e < f.ev->n; e++)
+                if (is_kind(f.ev->v[e], "asset_changed") && ids[i] && names(f.ev->v[e], ids[i])) {
                     named++;
                     break;
                 }
-        pthread_mutex_unlock(&f.ev.mu);
+        pthread_mutex_unlock(&f.ev->mu);
     }
     usleep(600000);
-    size_t events = count(&f.ev, "asset_changed");
+    size_t events = count(f.ev, "asset_changed");
     printf("# %d files touched: %zu asset_changed event(s) named %zu assets in %.2f s\n", touched,
            events, named, t_now() - t0);
     CHECK(named == STORM_ASSETS);
     CHECK(events >= 1 && events <= 10);
-    CHECK(count(&f.ev, "asset_discovered") == 0);
+    CHECK(count(f.ev, "asset_discovered") == 0);
     for (int i = 0; i < STORM_ASSETS; i++) {
         free(ids[i]);
         free((char *)roots[i]);
@@ -475,23 +494,23 @@ static void test_overflow_rescan(void)
     REQUIRE(setup(&f, "obs-overflow", roots, 2));
     char *wall = id_of(f.p, "tex/wall");
     CHECK(obs_test_overflow(f.p, true) == 0); /* kernel events are lost from now */
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     CHECK(t_write(f.root, "tex/wall/data.txt", "repainted") == 0);
     CHECK(t_write(f.root, "tex/wall/extra.png", "new file") == 0);
     usleep(400000);
-    CHECK(find(&f.ev, from, "asset_changed", NULL) < 0); /* nothing seen: they were lost */
-    CHECK(obs_test_overflow(f.p, false) == 0);           /* IN_Q_OVERFLOW: rescan */
-    long at = wait_for(&f.ev, from, "asset_changed", NULL);
+    CHECK(find(f.ev, from, "asset_changed", NULL) < 0); /* nothing seen: they were lost */
+    CHECK(obs_test_overflow(f.p, false) == 0);          /* IN_Q_OVERFLOW: rescan */
+    long at = wait_for(f.ev, from, "asset_changed", NULL);
     REQUIRE(at >= 0);
-    CHECK(names(f.ev.v[at], wall));
-    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(f.ev.v[at], "rescan")));
-    CHECK(t_num(f.ev.v[at], "path_count") == 2);
+    CHECK(names(ev_at(f.ev, at), wall));
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItem(ev_at(f.ev, at), "rescan")));
+    CHECK(t_num(ev_at(f.ev, at), "path_count") == 2);
     CHECK(packer_project_state(f.p) == PACKER_STATE_STALE);
     /* the rescan brought the baseline up to date: no repeat afterwards */
     CHECK(t_write(f.root, "tex/floor/data.txt", "swept") == 0);
-    long next = wait_for(&f.ev, (size_t)at + 1, "asset_changed", NULL);
+    long next = wait_for(f.ev, (size_t)at + 1, "asset_changed", NULL);
     REQUIRE(next >= 0);
-    CHECK(!names(f.ev.v[next], wall) && t_num(f.ev.v[next], "path_count") == 1);
+    CHECK(!names(ev_at(f.ev, next), wall) && t_num(ev_at(f.ev, next), "path_count") == 1);
     free(wall);
     teardown(&f);
 }
@@ -561,10 +580,10 @@ static void test_readers_during_reconcile(void)
             snprintf(names_buf[i], sizeof names_buf[i], "g%d/r%03d", g, i);
             args[i + 1] = names_buf[i];
         }
-        size_t from = f.ev.n;
+        size_t from = rec_len(f.ev);
         CHECK(run_cli(f.root, args, GROUP + 1) == 0);
-        long at = wait_for(&f.ev, from, NULL, "reconciling");
-        reconciles += at >= 0 && wait_for(&f.ev, (size_t)at, NULL, "healthy") >= 0;
+        long at = wait_for(f.ev, from, NULL, "reconciling");
+        reconciles += at >= 0 && wait_for(f.ev, (size_t)at, NULL, "healthy") >= 0;
     }
     atomic_store(&stop, true);
     long reads = 0, torn = 0;
@@ -591,13 +610,13 @@ static void test_on_off_close(void)
     CHECK(packer_project_observe(f.p, 1) == 0); /* already on: nothing happens */
     CHECK(packer_project_observe(f.p, 0) == 0);
     CHECK(packer_project_observe(f.p, 0) == 0);
-    size_t from = f.ev.n;
+    size_t from = rec_len(f.ev);
     CHECK(t_write(f.root, "x/data.txt", "unobserved") == 0);
     usleep(300000);
-    CHECK(find(&f.ev, from, "asset_changed", NULL) < 0);
+    CHECK(find(f.ev, from, "asset_changed", NULL) < 0);
     CHECK(packer_project_observe(f.p, 1) == 0);
     CHECK(t_write(f.root, "x/data.txt", "observed again") == 0);
-    CHECK(wait_for(&f.ev, from, "asset_changed", NULL) >= 0);
+    CHECK(wait_for(f.ev, from, "asset_changed", NULL) >= 0);
     CHECK(t_write(f.root, "x/data.txt", "closing") == 0);
     teardown(&f); /* close while observing, with a batch pending */
     CHECK(packer_project_observe(NULL, 1) == PACKER_EINVAL);

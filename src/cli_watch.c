@@ -1,0 +1,193 @@
+/*
+ * cli_watch.c - `packer watch [--build] [--json]`: keep the project open
+ * with the observer on and print what happens to it as it happens.
+ *
+ * One line per state transition, change set, discovery and build outcome
+ * (--json: every event envelope as one JSON line, nothing else on
+ * stdout). With --build an incremental build runs after each coalesced
+ * change set, through packer_call("build") like any other host, so it is
+ * serialized in the write lane. Watch itself never deletes, moves,
+ * quarantines or applies a fix: the spec's "watch does not authorize
+ * silent dangerous mutation".
+ *
+ * SIGINT and SIGTERM end it cleanly: they are blocked in every thread and
+ * taken by the main thread with sigtimedwait, which then stops the
+ * observer, closes the project (releasing the cross-process lock if a
+ * build held it) and exits 0.
+ *
+ * Threads: main (signals, builds), the bus dispatcher (printing).
+ */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "internal.h"
+
+const char cli_watch_usage[] = "watch [--build] [--json]";
+const char cli_watch_help[] =
+    "Keep the project open and print state transitions and changes as they\n"
+    "happen (stale, diverged, reconciling, ...). Never deletes, moves or fixes\n"
+    "anything. Ctrl-C (or SIGTERM) stops it; exit 0.\n"
+    "  --build  run an incremental build after each coalesced change set\n"
+    "  --json   print every event envelope as one JSON line on stdout";
+
+typedef struct {
+    bool json;
+    pthread_mutex_t mu;
+    bool build_wanted; /* an asset_changed arrived since the last build */
+} watcher;
+
+static const char *affected_count(const cJSON *ev, char *buf, size_t cap)
+{
+    int n = cJSON_GetArraySize(cJSON_GetObjectItem(ev, "affected_assets"));
+    if (n > 0)
+        snprintf(buf, cap, " (%d asset%s)", n, n == 1 ? "" : "s");
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
+static void print_paths(const cJSON *ev)
+{
+    const cJSON *p;
+    cJSON_ArrayForEach(p, cJSON_GetObjectItem(ev, "paths")) printf("    %s\n", p->valuestring);
+}
+
+static void human(const cJSON *ev, packer_event_kind k)
+{
+    char n[48];
+    const char *summary = json_get_str(ev, "summary");
+    switch (k) {
+    case PACKER_EV_RUNTIME_STATE_CHANGED:
+        printf("state: %s -> %s%s\n", json_get_str(ev, "previous_state"),
+               json_get_str(ev, "runtime_state"), affected_count(ev, n, sizeof n));
+        if (json_get_str(ev, "message"))
+            printf("    %s\n", json_get_str(ev, "message"));
+        break;
+    case PACKER_EV_ASSET_CHANGED:
+    case PACKER_EV_ASSET_DISCOVERED:
+        printf("%s: %s\n", k == PACKER_EV_ASSET_CHANGED ? "changed" : "discovered", summary);
+        print_paths(ev);
+        break;
+    case PACKER_EV_BUILD_FINISHED:
+    case PACKER_EV_ACTION_FAILED:
+        printf("%s: %s\n", packer_event_kind_name(k), summary);
+        break;
+    default:
+        break; /* progress, cache and per-action events: --json has them */
+    }
+}
+
+static void on_event(const packer_event *ev, void *ud)
+{
+    watcher *w = ud;
+    packer_event_kind k = packer_event_get_kind(ev);
+    char *line = packer_event_json(ev);
+    if (!line)
+        return;
+    cJSON *j = w->json ? NULL : cJSON_Parse(line);
+    if (w->json)
+        printf("%s\n", line);
+    else if (j)
+        human(j, k);
+    fflush(stdout);
+    cJSON_Delete(j);
+    packer_free(line);
+    /* a change set seen by the observer (not the build's own events) */
+    const char *op = packer_event_operation_id(ev);
+    if (k == PACKER_EV_ASSET_CHANGED && op && strstr(op, "-obs")) {
+        pthread_mutex_lock(&w->mu);
+        w->build_wanted = true;
+        pthread_mutex_unlock(&w->mu);
+    }
+}
+
+static void run_build(watcher *w, packer_project *p)
+{
+    packer_response *r = NULL;
+    if (packer_call(p, "build", NULL, &r) != 0) {
+        fprintf(stderr, "packer: watch: build: %s\n", packer_last_error());
+        return;
+    }
+    if (!w->json) {
+        printf("build: %s: %s\n", packer_status_name(packer_response_status(r)),
+               packer_response_summary(r));
+        fflush(stdout);
+    }
+    packer_response_free(r);
+}
+
+/* Wait for SIGINT/SIGTERM, building when a change set asks for it. */
+static void watch_loop(watcher *w, packer_project *p, bool build, const sigset_t *stop)
+{
+    const struct timespec tick = {0, 200 * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(stop, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM)
+            return;
+        pthread_mutex_lock(&w->mu);
+        bool go = build && w->build_wanted;
+        w->build_wanted = false;
+        pthread_mutex_unlock(&w->mu);
+        if (go)
+            run_build(w, p);
+    }
+}
+
+int cli_watch(int argc, char **argv, int json)
+{
+    static const struct option opts[] = {
+        {"build", no_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
+    bool build = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        if (ch == 'b')
+            build = true;
+        else if (ch == 'j')
+            json = 1;
+        else {
+            fprintf(stderr, "packer: watch: unknown option\nTry 'packer watch --help'.\n");
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "packer: watch: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    /* before any thread starts: every thread inherits the blocked set, and a
+     * background shell's SIG_IGN for SIGINT is undone so that it arrives */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+
+    watcher w = {.json = json};
+    pthread_mutex_init(&w.mu, NULL);
+    packer_bus *bus = NULL;
+    packer_project *p = NULL;
+    int code = 0;
+    if (packer_bus_new(&bus) != 0 || packer_bus_subscribe(bus, on_event, &w, NULL) != 0 ||
+        packer_project_open(".", bus, &p) != 0 || packer_project_observe(p, 1) != 0) {
+        fprintf(stderr, "packer: %s\n", packer_last_error());
+        code = 3;
+    } else {
+        fprintf(stderr, "watching %s (runtime %s)%s; Ctrl-C to stop\n", packer_project_root(p),
+                packer_state_name(packer_project_state(p)), build ? ", building on change" : "");
+        if (build)
+            run_build(&w, p); /* start from a build that matches the workspace */
+        watch_loop(&w, p, build, &stop);
+        fprintf(stderr, "watch: stopped\n");
+    }
+    packer_project_close(p);
+    packer_bus_free(bus);
+    pthread_mutex_destroy(&w.mu);
+    return code;
+}
