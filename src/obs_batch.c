@@ -134,7 +134,8 @@ void obs_batch_run(obs_batch *b)
     c.found = cJSON_CreateArray();
     ptab_each(b->pending, classify_one, &c);
     /* unique ids, sorted */
-    qsort(c.ids, c.nids, sizeof *c.ids, cmp_str);
+    if (c.nids) /* no qsort on NULL */
+        qsort(c.ids, c.nids, sizeof *c.ids, cmp_str);
     size_t u = 0;
     for (size_t i = 0; i < c.nids; i++)
         if (u == 0 || strcmp(c.ids[u - 1], c.ids[i]) != 0)
