@@ -249,12 +249,28 @@ void project_refresh_state(packer_project *p, op *o, cJSON *affected)
 
 /* ---- the write path ----------------------------------------------------- */
 
+/* packer.json is packer-owned state too: a reconcile succeeds only when it
+ * still reads and still names this project. */
+static int check_config(packer_project *p)
+{
+    ws_config cfg;
+    int rc = ws_load(p->cfg.root, &cfg);
+    if (rc == 0 && strcmp(cfg.project_id, p->cfg.project_id) != 0)
+        rc = pk_err(PACKER_EREFUSED,
+                    "packer.json: project_id is now %s, not %s; reopen the workspace",
+                    cfg.project_id, p->cfg.project_id);
+    ws_config_clear(&cfg);
+    return rc;
+}
+
 static int reconcile(packer_project *p, op *o)
 {
     project_set_state(p, o, PACKER_STATE_RECONCILING);
     snap *fresh = NULL;
     store_stamp stamp;
-    int rc = store_load(p->st, &fresh);
+    int rc = check_config(p);
+    if (rc == 0)
+        rc = store_load(p->st, &fresh);
     if (rc == 0)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {

@@ -421,6 +421,46 @@ static void test_divergence(void)
     teardown(&f);
 }
 
+/* packer.json is packer-owned too: rewritten by someone else it makes the
+ * runtime diverge and reconcile; unreadable, failed until it is fixed. */
+static void test_config_divergence(void)
+{
+    const char *roots[] = {"cfg"};
+    fixture f;
+    bool ready = setup(&f, "obs-config", roots, 1); /* (REQUIRE evaluates twice) */
+    REQUIRE(ready);
+    char *text = t_read(f.root, "packer.json");
+    REQUIRE(text);
+    size_t from = rec_len(f.ev);
+    char *renamed = malloc(strlen(text) + 32);
+    const char *name = strstr(text, "\"name\"");
+    REQUIRE(renamed && name);
+    snprintf(renamed, strlen(text) + 32, "%.*s\"name\": \"renamed\",%s", (int)(name - text), text,
+             strchr(name, ',') + 1);
+    CHECK(replace(f.root, "packer.json", renamed) == 0);
+    long div = wait_for(f.ev, from, NULL, "diverged");
+    long ok = div >= 0 ? wait_for(f.ev, (size_t)div, NULL, "healthy") : -1;
+    CHECK(div >= 0 && ok > div);
+    CHECK(find(f.ev, from, NULL, "reconciling") > div);
+    CHECK(wait_state(f.p, PACKER_STATE_HEALTHY));
+    from = rec_len(f.ev);
+    CHECK(replace(f.root, "packer.json", "{ \"format\": ") == 0);
+    CHECK(wait_state(f.p, PACKER_STATE_FAILED));
+    long failed = find(f.ev, from, NULL, "failed");
+    CHECK(failed >= 0 && t_str(ev_at(f.ev, failed), "message") &&
+          strstr(t_str(ev_at(f.ev, failed), "message"), "packer.json"));
+    packer_response *r = NULL;
+    CHECK(packer_exclude_asset(f.p, "cfg", &r) == 0); /* a write cannot reconcile it either */
+    CHECK(r && packer_response_status(r) != PACKER_STATUS_OK);
+    packer_response_free(r);
+    CHECK(packer_project_state(f.p) == PACKER_STATE_FAILED);
+    CHECK(replace(f.root, "packer.json", text) == 0);
+    CHECK(wait_state(f.p, PACKER_STATE_HEALTHY));
+    free(renamed);
+    free(text);
+    teardown(&f);
+}
+
 #define STORM_ASSETS 500
 #define STORM_FILES 10
 
@@ -639,6 +679,7 @@ int main(void)
     test_editor_rename();
     test_own_writes_and_discovery();
     test_divergence();
+    test_config_divergence();
     test_storm();
     test_overflow_rescan();
     test_readers_during_reconcile();
