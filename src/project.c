@@ -13,7 +13,12 @@
  *     (project_begin_write .. project_end_write). Before mutating, the lane
  *     compares the on-disk stamp with the one it last published; when
  *     another process committed in between, the runtime goes diverged ->
- *     reconciling -> healthy by reloading from disk, then writes.
+ *     reconciling -> healthy by reloading from disk, then writes. A mutation
+ *     that starts when the runtime was already told it diverged (by the
+ *     observer or status) is refused instead, and a reconcile is queued.
+ *   - healthy and stale follow the stale set (fresh.c) exactly: every state
+ *     change happens under state_mu, which orders it against the set (lock
+ *     order: state_mu, then the stale set's and the bus's own locks).
  *   - Every runtime state change is an event on the host's bus.
  *
  * Threads: packer_call and the accessors from any thread; open/close from

@@ -446,7 +446,7 @@ static void test_config_divergence(void)
     from = rec_len(f.ev);
     CHECK(replace(f.root, "packer.json", "{ \"format\": ") == 0);
     CHECK(wait_state(f.p, PACKER_STATE_FAILED));
-    long failed = find(f.ev, from, NULL, "failed");
+    long failed = wait_for(f.ev, from, NULL, "failed"); /* the event may trail the state */
     CHECK(failed >= 0 && t_str(ev_at(f.ev, failed), "message") &&
           strstr(t_str(ev_at(f.ev, failed), "message"), "packer.json"));
     packer_response *r = NULL;
