@@ -10,20 +10,25 @@
  * quarantines or applies a fix: the spec's "watch does not authorize
  * silent dangerous mutation".
  *
- * SIGINT and SIGTERM end it cleanly: they are blocked in every thread and
- * taken by the main thread with sigtimedwait, which then stops the
- * observer, closes the project (releasing the cross-process lock if a
- * build held it) and exits 0.
+ * SIGINT and SIGTERM end it cleanly: whichever thread the signal lands on
+ * (the CLI may have started a bus thread before this command ran), the
+ * handler only writes a byte to a pipe; the main thread, waiting in poll()
+ * on it, then stops the observer, closes the project (releasing the
+ * cross-process lock if a build held it) and exits 0.
  *
- * Threads: main (signals, builds), the bus dispatcher (printing).
+ * Threads: main (signals, builds), the bus dispatcher (printing), any
+ * thread for the signal handler (async-signal-safe: write(2) only).
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "internal.h"
@@ -122,13 +127,36 @@ static void run_build(watcher *w, packer_project *p)
     packer_response_free(r);
 }
 
-/* Wait for SIGINT/SIGTERM, building when a change set asks for it. */
-static void watch_loop(watcher *w, packer_project *p, bool build, const sigset_t *stop)
+static int stop_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig)
 {
-    const struct timespec tick = {0, 200 * 1000000L};
+    int saved = errno;
+    char c = (char)sig;
+    if (write(stop_pipe[1], &c, 1) < 0) {
+        /* the pipe is full: a stop is already pending */
+    }
+    errno = saved;
+}
+
+static int catch_stop_signals(void)
+{
+    if (pipe2(stop_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    return sigaction(SIGINT, &sa, NULL) == 0 && sigaction(SIGTERM, &sa, NULL) == 0 ? 0 : -1;
+}
+
+/* Wait for SIGINT/SIGTERM, building when a change set asks for it. */
+static void watch_loop(watcher *w, packer_project *p, bool build)
+{
+    struct pollfd pfd = {stop_pipe[0], POLLIN, 0};
     for (;;) {
-        int sig = sigtimedwait(stop, NULL, &tick);
-        if (sig == SIGINT || sig == SIGTERM)
+        if (poll(&pfd, 1, 200) > 0 && (pfd.revents & POLLIN))
             return;
         pthread_mutex_lock(&w->mu);
         bool go = build && w->build_wanted;
@@ -159,15 +187,11 @@ int cli_watch(int argc, char **argv, int json)
         fprintf(stderr, "packer: watch: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    /* before any thread starts: every thread inherits the blocked set, and a
-     * background shell's SIG_IGN for SIGINT is undone so that it arrives */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    /* (this also undoes a background shell's SIG_IGN for SIGINT) */
+    if (catch_stop_signals() != 0) {
+        perror("packer: watch: signals");
+        return 3;
+    }
 
     watcher w = {.json = json};
     pthread_mutex_init(&w.mu, NULL);
@@ -183,7 +207,7 @@ int cli_watch(int argc, char **argv, int json)
                 packer_state_name(packer_project_state(p)), build ? ", building on change" : "");
         if (build)
             run_build(&w, p); /* start from a build that matches the workspace */
-        watch_loop(&w, p, build, &stop);
+        watch_loop(&w, p, build);
         fprintf(stderr, "watch: stopped\n");
     }
     packer_project_close(p);

@@ -357,8 +357,8 @@ static void op_for(op *o, packer_project *p, const char *prefix, const char *wha
     snprintf(o->id, sizeof o->id, "op-%s-%s%lu", prefix, what, n);
 }
 
-/* Lane job: validate packer.json, then reload the registry under the
- * lock (project_begin_write reconciles a diverged or failed runtime).
+/* Lane job: reload packer.json and the registry under the lock
+ * (project_begin_write reconciles a diverged or failed runtime).
  * Readers keep the old snapshot until the new one is published. */
 static void reconcile_job(void *arg)
 {
@@ -369,23 +369,8 @@ static void reconcile_job(void *arg)
     op_for(&o, p, ob ? ob->prefix : "rec", "reconcile", atomic_fetch_add(&seq, 1) + 1);
     if (ob)
         atomic_store(&ob->queued, false); /* changes from now on queue another */
-    ws_config cfg;
-    int rc = ws_load(packer_project_root(p), &cfg);
-    if (rc == 0 && strcmp(cfg.project_id, packer_project_id(p)) != 0)
-        rc = pk_err(PACKER_EREFUSED,
-                    "packer.json: project_id is now %s, not %s; reopen the "
-                    "workspace",
-                    cfg.project_id, packer_project_id(p));
-    ws_config_clear(&cfg);
-    if (rc) {
-        char why[1024];
-        snprintf(why, sizeof why, "%s", packer_last_error());
-        project_set_state(p, &o, PACKER_STATE_RECONCILING);
-        project_fail(p, &o, why);
-        return;
-    }
     snap *cur = NULL;
-    rc = project_begin_write(p, &o, &cur);
+    int rc = project_begin_write(p, &o, &cur); /* reconciles: packer.json, registry */
     if (rc == 0) {
         snap_unref(cur);
         project_end_write(p);

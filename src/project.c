@@ -13,7 +13,12 @@
  *     (project_begin_write .. project_end_write). Before mutating, the lane
  *     compares the on-disk stamp with the one it last published; when
  *     another process committed in between, the runtime goes diverged ->
- *     reconciling -> healthy by reloading from disk, then writes.
+ *     reconciling -> healthy by reloading from disk, then writes. A mutation
+ *     that starts when the runtime was already told it diverged (by the
+ *     observer or status) is refused instead, and a reconcile is queued.
+ *   - healthy and stale follow the stale set (fresh.c) exactly: every state
+ *     change happens under state_mu, which orders it against the set (lock
+ *     order: state_mu, then the stale set's and the bus's own locks).
  *   - Every runtime state change is an event on the host's bus.
  *
  * Threads: packer_call and the accessors from any thread; open/close from
@@ -249,12 +254,28 @@ void project_refresh_state(packer_project *p, op *o, cJSON *affected)
 
 /* ---- the write path ----------------------------------------------------- */
 
+/* packer.json is packer-owned state too: a reconcile succeeds only when it
+ * still reads and still names this project. */
+static int check_config(packer_project *p)
+{
+    ws_config cfg;
+    int rc = ws_load(p->cfg.root, &cfg);
+    if (rc == 0 && strcmp(cfg.project_id, p->cfg.project_id) != 0)
+        rc = pk_err(PACKER_EREFUSED,
+                    "packer.json: project_id is now %s, not %s; reopen the workspace",
+                    cfg.project_id, p->cfg.project_id);
+    ws_config_clear(&cfg);
+    return rc;
+}
+
 static int reconcile(packer_project *p, op *o)
 {
     project_set_state(p, o, PACKER_STATE_RECONCILING);
     snap *fresh = NULL;
     store_stamp stamp;
-    int rc = store_reload(p->st, p->cur, &fresh); /* cur changes only here, on the lane */
+    int rc = check_config(p);
+    if (rc == 0) /* cur changes only here, on the lane */
+        rc = store_reload(p->st, p->cur, &fresh);
     if (rc == 0)
         rc = store_stamp_read(p->st, &stamp);
     if (rc) {
