@@ -26,7 +26,7 @@ LIBS     = $(LIBS_NOLUA) $(LUALIB)
 RLLIB    = $(shell pkg-config --libs readline 2>/dev/null || echo -lreadline)
 
 LIB_SRC  = alloc error fsio json hash workspace manifest snapshot store lane bus \
-           response project registry reads sandbox recipes strmap cache pool build build_out \
+           response project api registry reads sandbox recipes strmap cache pool build build_out \
            pack pack_reader scan doctor doctor_ctx doctor_ws fix quarantine observe
 # background observation (issue 6): the observer's parts and the stale set
 LIB_SRC += fresh obs_walk obs_batch obs_own

@@ -622,6 +622,10 @@ void project_end_write(packer_project *p);
  * runtime then reports diverged until its next write reconciles. */
 bool project_check_disk(packer_project *p, op *o);
 const char *project_name(const packer_project *p);
+/* packer_call with params built in C (consumed; NULL: building them ran
+ * out of memory) and no token: the typed wrappers of api.c. */
+int project_call(packer_project *p, const char *service_name, cJSON *params,
+                 packer_response **out);
 /* Observation's hooks into the project (observe.c, fresh.c). */
 typedef struct fresh fresh;
 typedef struct obs obs;

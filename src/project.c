@@ -575,11 +575,9 @@ int packer_call_cancellable(packer_project *p, const char *service_name, const c
     return dispatch(p, svc, params, tok, out);
 }
 
-/* ---- typed wrappers: packer_call with parameters built in C ------------ */
-
-/* params consumed; NULL means building them ran out of memory. */
-static int call_with(packer_project *p, const char *service_name, cJSON *params,
-                     packer_response **out)
+/* The typed wrappers' way in (api.c): params consumed, NULL when building
+ * them ran out of memory. */
+int project_call(packer_project *p, const char *service_name, cJSON *params, packer_response **out)
 {
     *out = NULL;
     if (!p) {
@@ -589,74 +587,6 @@ static int call_with(packer_project *p, const char *service_name, cJSON *params,
     if (!params)
         return pk_err(PACKER_ENOMEM, "out of memory");
     return dispatch(p, find_service(service_name), params, NULL, out);
-}
-
-static int call_asset(packer_project *p, const char *service_name, const char *asset,
-                      packer_response **out)
-{
-    cJSON *params = cJSON_CreateObject();
-    if (params && asset && !json_add_str(params, "asset", asset)) {
-        cJSON_Delete(params);
-        params = NULL;
-    }
-    return call_with(p, service_name, params, out);
-}
-
-static cJSON *register_params(const char *const *paths, size_t npaths,
-                              const packer_register_opts *opts)
-{
-    cJSON *params = cJSON_CreateObject();
-    if (!json_add_item(params, "paths",
-                       paths ? json_str_array(paths, npaths) : cJSON_CreateArray())) {
-        cJSON_Delete(params);
-        return NULL;
-    }
-    if (opts && ((opts->address && !json_add_str(params, "address", opts->address)) ||
-                 (opts->kind && !json_add_str(params, "kind", opts->kind)) ||
-                 (opts->exclude && !cJSON_AddTrueToObject(params, "exclude")))) {
-        cJSON_Delete(params);
-        return NULL;
-    }
-    return params;
-}
-
-int packer_register_asset(packer_project *p, const char *const *paths, size_t npaths,
-                          const packer_register_opts *opts, packer_response **out)
-{
-    return call_with(p, "register_asset", register_params(paths, npaths, opts), out);
-}
-
-int packer_include_asset(packer_project *p, const char *asset, packer_response **out)
-{
-    return call_asset(p, "include_asset_in_build", asset, out);
-}
-
-int packer_exclude_asset(packer_project *p, const char *asset, packer_response **out)
-{
-    return call_asset(p, "exclude_asset_from_build", asset, out);
-}
-
-int packer_remove_asset(packer_project *p, const char *asset, int delete_files, int consent,
-                        packer_response **out)
-{
-    cJSON *params = cJSON_CreateObject();
-    if (params && ((asset && !json_add_str(params, "asset", asset)) ||
-                   !cJSON_AddBoolToObject(params, "delete_files", delete_files) ||
-                   !cJSON_AddBoolToObject(params, "consent", consent))) {
-        cJSON_Delete(params);
-        params = NULL;
-    }
-    return call_with(p, "remove_asset", params, out);
-}
-
-int packer_list_assets(packer_project *p, packer_response **out)
-{
-    return call_with(p, "list_assets", cJSON_CreateObject(), out);
-}
-
-int packer_get_asset_details(packer_project *p, const char *asset, packer_response **out)
-{
-    return call_asset(p, "get_asset_details", asset, out);
 }
 
 static void svc_init_open(op *o)
@@ -709,9 +639,4 @@ int packer_init_workspace(const char *dir, const char *name, packer_bus *bus, pa
     resp_free(o.r);
     ws_config_clear(&tmp.cfg);
     return *out ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
-}
-
-int packer_find_workspace(const char *start, char **out_root)
-{
-    return ws_find(start, out_root);
 }
