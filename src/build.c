@@ -105,7 +105,7 @@ static bool item_inputs(build_ctx *b, const manifest *m, build_item *it, result 
 
 static char *manifest_path(const build_item *it)
 {
-    return pk_asprintf("%s/asset.json", it->root);
+    return io_join(it->root, "asset.json");
 }
 
 /* Fill it from its manifest; false after noting a structural error. */

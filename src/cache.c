@@ -70,8 +70,9 @@ typedef struct {
 struct cache {
     char *dir; /* .packer/cache */
     strmap stats, objs, memos;
-    arena mem;      /* every entry and its strings but the stat index's ... */
-    arena stat_mem; /* ... which are here: cache_open loads it on a thread of its own */
+    arena mem;      /* every entry and its strings but the stat and object indexes' ... */
+    arena stat_mem; /* ... which are here and in obj_mem: cache_open loads each of the */
+    arena obj_mem;  /* three indexes on a thread of its own */
     /* both written under the lock, alone, once workers run */
     /* Lookups (most of a no-op build, on every worker) share it; adding or
      * changing an entry takes it alone. Marking an entry used is a relaxed
@@ -88,7 +89,7 @@ static void mark_used(strmap_node *n)
 /* A new entry for key, for map m, not yet in it. */
 static strmap_node *entry_new(cache *c, const strmap *m, const char *key, size_t size)
 {
-    arena *mem = m == &c->stats ? &c->stat_mem : &c->mem;
+    arena *mem = m == &c->stats ? &c->stat_mem : m == &c->objs ? &c->obj_mem : &c->mem;
     strmap_node *e = arena_alloc(mem, size);
     if (e && !(e->key = arena_strdup(mem, key)))
         e = NULL;
@@ -217,7 +218,7 @@ static void load_obj_line(cache *c, char *line)
     e->type = f[1][0];
     e->size = size;
     memcpy(e->hash, h, 16);
-    e->ref_path = n == 5 ? arena_strdup(&c->mem, f[4]) : NULL;
+    e->ref_path = n == 5 ? arena_strdup(&c->obj_mem, f[4]) : NULL;
 }
 
 /* Copy m's strings into the arena; false when out of memory. */
@@ -275,6 +276,12 @@ static void *load_stats(void *c)
     return NULL;
 }
 
+static void *load_objs(void *c)
+{
+    load_index(c, "objects-index", load_obj_line);
+    return NULL;
+}
+
 int cache_open(const char *root, bool fresh, cache **out)
 {
     cache *c = pk_calloc(1, sizeof *c);
@@ -290,15 +297,19 @@ int cache_open(const char *root, bool fresh, cache **out)
         cache_close(c);
         return rc;
     }
-    if (!fresh) { /* the stat index beside the other two: its own map, its own arena */
-        pthread_t t;
-        bool threaded = pthread_create(&t, NULL, load_stats, c) == 0;
-        if (!threaded)
+    if (!fresh) { /* three indexes at once: each its own map, its own arena */
+        pthread_t ts, to;
+        bool stats = pthread_create(&ts, NULL, load_stats, c) == 0;
+        bool objs = pthread_create(&to, NULL, load_objs, c) == 0;
+        if (!stats)
             load_stats(c);
-        load_index(c, "objects-index", load_obj_line);
+        if (!objs)
+            load_objs(c);
         load_index(c, "assets-index", load_memo_line);
-        if (threaded)
-            pthread_join(t, NULL);
+        if (stats)
+            pthread_join(ts, NULL);
+        if (objs)
+            pthread_join(to, NULL);
     }
     *out = c;
     return 0;
@@ -313,6 +324,7 @@ void cache_close(cache *c)
     pk_free(c->memos.b);
     arena_free(&c->mem);
     arena_free(&c->stat_mem);
+    arena_free(&c->obj_mem);
     pk_free(c->dir);
     pthread_rwlock_destroy(&c->lock);
     pk_free(c);
@@ -476,9 +488,19 @@ int cache_memo_put(cache *c, const char *asset_id, const cache_memo *m)
 
 /* ---- objects ---------------------------------------------------------- */
 
+/* <dir>/objects/<first two of key>/<key>; by hand, as it runs per asset. */
 static char *object_path(const cache *c, const char *key)
 {
-    return pk_asprintf("%s/objects/%.2s/%s", c->dir, key, key);
+    size_t nd = strlen(c->dir), nk = strlen(key);
+    char *s = nk >= 2 ? pk_malloc(nd + 9 + 3 + nk + 1) : NULL;
+    if (!s)
+        return nk >= 2 ? NULL : pk_asprintf("%s/objects/%s/%s", c->dir, key, key);
+    memcpy(s, c->dir, nd);
+    memcpy(s + nd, "/objects/", 9);
+    memcpy(s + nd + 9, key, 2);
+    s[nd + 11] = '/';
+    memcpy(s + nd + 12, key, nk + 1);
+    return s;
 }
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -505,7 +527,7 @@ static int remember(cache *c, const char *key, const cache_obj *o)
     e->type = o->type;
     e->size = o->size;
     memcpy(e->hash, o->hash, 16);
-    e->ref_path = o->ref_path ? arena_strdup(&c->mem, o->ref_path) : NULL;
+    e->ref_path = o->ref_path ? arena_strdup(&c->obj_mem, o->ref_path) : NULL;
     e->node.used = true;
     c->objs.dirty = true;
     return o->ref_path && !e->ref_path ? pk_err(PACKER_ENOMEM, "out of memory") : 0;
