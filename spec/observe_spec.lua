@@ -189,6 +189,17 @@ describe("packer watch", function()
     assert.is_true(support.exists(dir .. "/build/assets.pack"))
   end)
 
+  it("appends every envelope to an --events file as well", function()
+    local log = tmp .. "/events.jsonl"
+    local pid = start("--events " .. log)
+    support.write(dir .. "/hero/f", "v4")
+    wait_output("changed:")
+    assert.equal(0, stop(pid))
+    local text = support.read(log) or ""
+    assert.matches('"kind":"asset_changed"', text)
+    for line in text:gmatch("[^\n]+") do assert.matches("^{.*}$", line) end
+  end)
+
   it("explains itself with --help", function()
     local code, out = support.cli(dir, "watch", "--help")
     assert.equal(0, code)

@@ -647,7 +647,7 @@ static int cmd_serve(cli *c, int argc, char **argv)
 
 static int cmd_watch(cli *c, int argc, char **argv)
 {
-    return cli_watch(argc, argv, c->json);
+    return cli_watch(argc, argv, c->json, c->bus);
 }
 
 static int cmd_help(cli *c, int argc, char **argv);

@@ -28,9 +28,10 @@ int cli_pack(int argc, char **argv, int json);
 extern const char cli_serve_usage[], cli_serve_help[];
 int cli_serve(int argc, char **argv);
 /* `packer watch` (cli_watch.c): argv[0] is "watch"; json is the global
- * --json flag. Runs until SIGINT/SIGTERM; returns the exit code. */
+ * --json flag; bus the CLI's own (for --events FILE) or NULL. Runs until
+ * SIGINT/SIGTERM; returns the exit code. */
 extern const char cli_watch_usage[], cli_watch_help[];
-int cli_watch(int argc, char **argv, int json);
+int cli_watch(int argc, char **argv, int json, packer_bus *bus);
 
 /* Interactive Lua prompt over an open project; 0 on a clean exit. */
 int cli_repl(const char *root);

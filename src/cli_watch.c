@@ -39,7 +39,8 @@ const char cli_watch_help[] =
     "happen (stale, diverged, reconciling, ...). Never deletes, moves or fixes\n"
     "anything. Ctrl-C (or SIGTERM) stops it; exit 0.\n"
     "  --build  run an incremental build after each coalesced change set\n"
-    "  --json   print every event envelope as one JSON line on stdout";
+    "  --json   print every event envelope as one JSON line on stdout\n"
+    "(the global --events FILE appends every envelope to FILE as well)";
 
 typedef struct {
     bool json;
@@ -167,7 +168,7 @@ static void watch_loop(watcher *w, packer_project *p, bool build)
     }
 }
 
-int cli_watch(int argc, char **argv, int json)
+int cli_watch(int argc, char **argv, int json, packer_bus *cli_bus)
 {
     static const struct option opts[] = {
         {"build", no_argument, 0, 'b'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
@@ -195,10 +196,11 @@ int cli_watch(int argc, char **argv, int json)
 
     watcher w = {.json = json};
     pthread_mutex_init(&w.mu, NULL);
-    packer_bus *bus = NULL;
+    packer_bus *bus = cli_bus; /* the CLI's, when --events gave it one: those get written too */
     packer_project *p = NULL;
+    uint64_t sub = 0;
     int code = 0;
-    if (packer_bus_new(&bus) != 0 || packer_bus_subscribe(bus, on_event, &w, NULL) != 0 ||
+    if ((!bus && packer_bus_new(&bus) != 0) || packer_bus_subscribe(bus, on_event, &w, &sub) != 0 ||
         packer_project_open(".", bus, &p) != 0 || packer_project_observe(p, 1) != 0) {
         fprintf(stderr, "packer: %s\n", packer_last_error());
         code = 3;
@@ -211,7 +213,10 @@ int cli_watch(int argc, char **argv, int json)
         fprintf(stderr, "watch: stopped\n");
     }
     packer_project_close(p);
-    packer_bus_free(bus);
+    if (bus != cli_bus)
+        packer_bus_free(bus);
+    else if (bus && sub)
+        packer_bus_unsubscribe(bus, sub); /* the CLI frees it; w dies with this frame */
     pthread_mutex_destroy(&w.mu);
     return code;
 }
