@@ -288,8 +288,11 @@ packer_state packer_project_state(const packer_project *p);
  * for the write lane, and runs with or without a bus (without one, states
  * and freshness still change). Calling it again with the same `on` does
  * nothing; on == 0 stops the thread (staleness already known stays);
- * packer_project_close stops it too. Owner thread (the one that opens and
- * closes the project). Returns 0, PACKER_EINVAL (p is NULL) or
+ * packer_project_close stops it too. Turning it on returns once the first
+ * walk is done (every file stat'ed, every directory watched: about 0.2 s
+ * per 10,000 assets), so a change made after the call is seen. Owner
+ * thread (the one that opens and closes the project). Returns 0,
+ * PACKER_EINVAL (p is NULL) or
  * PACKER_EIO / PACKER_ENOMEM (packer_last_error says why).
  */
 int packer_project_observe(packer_project *p, int on);
