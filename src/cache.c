@@ -168,7 +168,8 @@ static bool parse_u64(const char *s, uint64_t *out)
     const char *p = s;
     for (; *p >= '0' && *p <= '9'; p++) {
         unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
+        /* 19 digits never overflow: only the 20th needs the check */
+        if (p - s >= 19 && (v > UINT64_MAX / 10 || v * 10 > UINT64_MAX - d))
             return false;
         v = v * 10 + d;
     }
