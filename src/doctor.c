@@ -130,7 +130,7 @@ static int load_workspace_rules(rule_list *l, const char *root)
     if (d)
         closedir(d);
     if (n > 1) /* a stable order of rules and findings */
-        qsort(names, n, sizeof *names, doctor_cmp_str);
+        qsort(names, n, sizeof *names, str_ptr_cmp);
     for (size_t i = 0; rc == 0 && i < n; i++) {
         char *path = io_join(dir, names[i]), *text = NULL;
         char *name = pk_strndup(names[i], strlen(names[i]) - 4);

@@ -410,11 +410,6 @@ static int ctx_canonical(lua_State *L)
     return 1;
 }
 
-int doctor_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int ctx_list(lua_State *L)
 {
     doc_run *d = doctor_run_of(L);
@@ -444,7 +439,7 @@ static int ctx_list(lua_State *L)
     }
     if (v) {
         if (n > 1)
-            qsort(v, (size_t)n, sizeof *v, doctor_cmp_str);
+            qsort(v, (size_t)n, sizeof *v, str_ptr_cmp);
         lua_createtable(L, (int)n, 0);
         for (lua_Integer i = 1; i <= n; i++) {
             lua_pushstring(L, v[i - 1]);

@@ -234,7 +234,7 @@ static char **indexed_keys(const char *root, char **buf, size_t *n)
         keys[(*n)++] = line;
     }
     if (*n > 1)
-        qsort(keys, *n, sizeof *keys, doctor_cmp_str);
+        qsort(keys, *n, sizeof *keys, str_ptr_cmp);
     return keys;
 }
 
@@ -243,7 +243,7 @@ static char **indexed_keys(const char *root, char **buf, size_t *n)
  * files), or when its bytes fail their recorded hash. */
 static const char *object_problem(cache *c, char **keys, size_t nkeys, const char *key)
 {
-    if (!nkeys || !bsearch(&key, keys, nkeys, sizeof *keys, doctor_cmp_str))
+    if (!nkeys || !bsearch(&key, keys, nkeys, sizeof *keys, str_ptr_cmp))
         return "not in the cache index: left over from an earlier build";
     cache_obj o = {0};
     int rc = cache_get(c, key, &o);

@@ -54,11 +54,6 @@ void fresh_free(fresh *f)
     pk_free(f);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int cmp_ent(const void *key, const void *ent)
 {
     return strcmp(key, ((const stale_ent *)ent)->id);
@@ -114,7 +109,7 @@ int fresh_mark(fresh *f, const char *const *ids, size_t n, cJSON *added)
         pk_free(v);
         return pk_err(PACKER_ENOMEM, "out of memory");
     }
-    qsort(v, n, sizeof *v, cmp_str);
+    qsort(v, n, sizeof *v, str_ptr_cmp);
     size_t u = 0; /* dedupe */
     for (size_t i = 0; i < n; i++) {
         if (u > 0 && strcmp(v[u - 1], v[i]) == 0)

@@ -422,6 +422,9 @@ int runner_run(recipe_runner *rr, const build_item *it, recipe_output *out, char
 
 /* ---- strmap.c: an arena and a string-keyed hash map (callers lock) ---- */
 
+/* strcmp over two char * elements, for qsort and bsearch of string arrays. */
+int str_ptr_cmp(const void *a, const void *b);
+
 /* Zero-initialize; memory lives until arena_free releases all of it. */
 typedef struct {
     struct arena_chunk *head;
@@ -748,13 +751,12 @@ void doctor_diag(doc_run *d, const char *severity, const char *code, const char 
 bool doctor_severity_ok(const char *s);
 /* doctor_ctx.c: push the ctx table rules receive. Helpers shared with
  * doctor_ws.c: the run of a ctx method (upvalue 1), fields of the table on
- * top of the stack, strcmp for qsort over char *. */
+ * top of the stack. */
 void doctor_push_ctx(struct lua_State *L, doc_run *d);
 doc_run *doctor_run_of(struct lua_State *L);
 void doctor_set_str(struct lua_State *L, const char *key, const char *val);
 void doctor_set_int(struct lua_State *L, const char *key, long long v);
 void doctor_set_bool(struct lua_State *L, const char *key, bool v);
-int doctor_cmp_str(const void *a, const void *b);
 /* doctor_ws.c: add the workspace methods to the ctx table on top. */
 void doctor_ws_methods(struct lua_State *L, doc_run *d);
 /* The record of asset index i (into d->all) with its manifest loaded. */
@@ -824,6 +826,8 @@ cJSON *fresh_list(fresh *f);
 
 /* ---- observe.c, obs_walk.c: background observation ---------------------- */
 
+/* Seconds on the monotonic clock: batch timing, own-write expiry. */
+double obs_now(void);
 /* Stop the observer thread (if running) and free it. Owner, at close. */
 void obs_free(obs *ob);
 /* The calling lane thread runs a job of p: files it writes until

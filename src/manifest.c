@@ -185,11 +185,6 @@ static int collect(const char *abs, const char *rel, strlist *out, int depth)
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 int manifest_minimal(const char *dir_abs, const char *kind, char **out)
 {
     strlist files = {0};
@@ -197,7 +192,7 @@ int manifest_minimal(const char *dir_abs, const char *kind, char **out)
     int rc = collect(dir_abs, "", &files, 0);
     cJSON *j = rc == 0 ? cJSON_CreateObject() : NULL;
     if (rc == 0) {
-        qsort(files.v, files.n, sizeof *files.v, cmp_str);
+        qsort(files.v, files.n, sizeof *files.v, str_ptr_cmp);
         cJSON *in = json_str_array((const char *const *)files.v, files.n);
         if (!j || !in || !json_add_str(j, "kind", kind) ||
             !cJSON_AddItemToObject(j, "inputs", in) || !(*out = json_canonical(j, true))) {

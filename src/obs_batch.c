@@ -107,11 +107,6 @@ static void classify_one(ptab_ent *pe, void *ctx)
         maybe_discovered(c, pe->key);
 }
 
-static int cmp_str(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
 static cJSON *extra_paths(cJSON *paths, size_t count, bool rescan)
 {
     cJSON *extra = cJSON_CreateObject();
@@ -135,7 +130,7 @@ void obs_batch_run(obs_batch *b)
     ptab_each(b->pending, classify_one, &c);
     /* unique ids, sorted */
     if (c.nids) /* qsort wants an array, even for nothing */
-        qsort(c.ids, c.nids, sizeof *c.ids, cmp_str);
+        qsort(c.ids, c.nids, sizeof *c.ids, str_ptr_cmp);
     size_t u = 0;
     for (size_t i = 0; i < c.nids; i++)
         if (u == 0 || strcmp(c.ids[u - 1], c.ids[i]) != 0)

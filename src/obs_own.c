@@ -16,7 +16,6 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -24,13 +23,6 @@ struct obs_own {
     pthread_mutex_t mu;
     ptab t;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 obs_own *own_new(void)
 {
@@ -60,7 +52,7 @@ void own_note(obs_own *w, const char *rel, const char *abs, bool tree)
         if (present)
             cache_stat_of(&st, &e->st);
         e->tree = tree;
-        e->t = now_s();
+        e->t = obs_now();
     }
     pthread_mutex_unlock(&w->mu);
 }
@@ -115,7 +107,7 @@ static void collect_expired(ptab_ent *e, void *ctx)
 
 void own_expire(obs_own *w, double ttl)
 {
-    expired x = {NULL, 0, 0, now_s(), ttl};
+    expired x = {NULL, 0, 0, obs_now(), ttl};
     pthread_mutex_lock(&w->mu);
     ptab_each(&w->t, collect_expired, &x);
     for (size_t i = 0; i < x.n; i++)

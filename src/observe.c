@@ -77,7 +77,7 @@ struct obs {
 
 static _Thread_local packer_project *tl_lane_project;
 
-static double now_s(void)
+double obs_now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,7 +101,7 @@ static void add_watch(obs *ob, const char *rel, uint32_t mask)
     if (wd < 0) {
         if (errno == ENOSPC && !ob->exhausted) {
             ob->exhausted = true; /* out of watches: rescans cover the rest */
-            ob->next_rescan = now_s() + OBS_RESCAN;
+            ob->next_rescan = obs_now() + OBS_RESCAN;
         }
         return;
     }
@@ -211,7 +211,7 @@ static void rescan(obs *ob)
     ptab_each(&r.now, rescan_changed, &r);
     ptab_clear(&r.now);
     ob->pend_registry = ob->rescanned = true;
-    ob->first = ob->last = now_s() - OBS_MAX_DELAY; /* report at once */
+    ob->first = ob->last = obs_now() - OBS_MAX_DELAY; /* report at once */
 }
 
 static void watch_workspace(obs *ob)
@@ -299,7 +299,7 @@ static void on_event(obs *ob, const struct inotify_event *ev)
         }
         pk_free(path);
     }
-    double t = now_s();
+    double t = obs_now();
     if (!ob->pending.n && !ob->pend_registry)
         return;
     if (ob->first == 0)
@@ -486,7 +486,7 @@ static void *obs_main(void *arg)
     obs *ob = arg;
     struct pollfd fds[2] = {{ob->wakefd, POLLIN, 0}, {ob->ifd, POLLIN, 0}};
     while (!atomic_load(&ob->stopping)) {
-        int n = poll(fds, ob->ifd >= 0 ? 2 : 1, poll_timeout(ob, now_s()));
+        int n = poll(fds, ob->ifd >= 0 ? 2 : 1, poll_timeout(ob, obs_now()));
         if (n < 0 && errno != EINTR)
             break;
         if (fds[0].revents & POLLIN) {
@@ -498,7 +498,7 @@ static void *obs_main(void *arg)
             ob->overflow = true;
         if (!ob->overflow && ob->ifd >= 0 && (fds[1].revents & POLLIN))
             read_events(ob, atomic_load(&ob->losing));
-        double t = now_s();
+        double t = obs_now();
         if (ob->overflow) {
             recover_overflow(ob);
         } else if (ob->exhausted && t >= ob->next_rescan) {
@@ -557,7 +557,7 @@ static int start(obs *ob)
     ob->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (ob->ifd < 0) /* out of instances: rescans alone */
         ob->exhausted = true;
-    ob->next_rescan = now_s() + OBS_RESCAN;
+    ob->next_rescan = obs_now() + OBS_RESCAN;
     ob->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (ob->wakefd < 0) {
         if (ob->ifd >= 0)

@@ -26,6 +26,11 @@ struct arena_chunk {
     max_align_t data[];
 };
 
+int str_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 void *arena_alloc(arena *a, size_t n)
 {
     n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
