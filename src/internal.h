@@ -564,6 +564,9 @@ typedef struct scan_index {
     size_t nroots;
 } scan_index;
 
+/* Whether directory `name` in dir_abs is one no walk enters: .packer/, a
+ * VCS directory, or a build output (addressables.json beside assets.pack). */
+bool scan_skip_dir(const char *dir_abs, const char *name);
 /* Every file under root except .packer/, VCS directories and build output
  * directories; symlinks are listed, never followed. */
 int scan_workspace(const char *root, scan_index **out);

@@ -9,10 +9,9 @@
  * table grows, and deletion (unlike strmap, whose entries live as long as
  * the map).
  *
- * The walk follows scan.c's rules: it never enters .packer/, VCS
- * directories or build output directories (addressables.json beside
- * assets.pack), and it never follows a symlink, so it cannot leave the
- * workspace.
+ * The walk skips what scan.c's walk skips (scan_skip_dir: .packer/, VCS
+ * directories, build outputs), and it never follows a symlink, so it
+ * cannot leave the workspace.
  *
  * Threads: not thread-safe; each table belongs to one thread or lock.
  */
@@ -111,20 +110,14 @@ void ptab_each(const ptab *t, void (*fn)(ptab_ent *e, void *ctx), void *ctx)
 
 /* ---- the walk ------------------------------------------------------------- */
 
-static const char *const SKIP_DIRS[] = {".packer", ".git", ".svn", ".hg", NULL};
-
 bool obs_skip_dir(const char *root, const char *rel)
 {
-    const char *name = strrchr(rel, '/');
-    name = name ? name + 1 : rel;
-    for (const char *const *n = SKIP_DIRS; *n; n++)
-        if (strcmp(name, *n) == 0)
-            return true;
-    char *surface = pk_asprintf("%s/%s/addressables.json", root, rel);
-    char *pack = pk_asprintf("%s/%s/assets.pack", root, rel);
-    bool out = surface && pack && io_is_file(surface) && io_is_file(pack);
-    pk_free(surface);
-    pk_free(pack);
+    const char *slash = strrchr(rel, '/');
+    if (!slash)
+        return scan_skip_dir(root, rel);
+    char *parent = pk_asprintf("%s/%.*s", root, (int)(slash - rel), rel);
+    bool out = parent && scan_skip_dir(parent, slash + 1);
+    pk_free(parent);
     return out;
 }
 
@@ -147,7 +140,7 @@ void obs_walk(const char *root, const char *rel, const obs_visitor *v)
         struct stat st;
         if (child && cabs && lstat(cabs, &st) == 0) {
             if (S_ISDIR(st.st_mode)) {
-                if (!obs_skip_dir(root, child))
+                if (!scan_skip_dir(abs, de->d_name))
                     obs_walk(root, child, v);
             } else if (v->file) {
                 v->file(v->ctx, child, &st);

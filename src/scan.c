@@ -43,7 +43,7 @@ typedef struct {
 
 static const char *const SKIP_DIRS[] = {".packer", ".git", ".svn", ".hg", NULL};
 
-static bool skip_dir(const char *dir_abs, const char *name)
+bool scan_skip_dir(const char *dir_abs, const char *name)
 {
     for (const char *const *n = SKIP_DIRS; *n; n++)
         if (strcmp(name, *n) == 0)
@@ -123,7 +123,7 @@ static void walk(walker *w, const char *rel, int root)
             continue;
         }
         if (S_ISDIR(st.st_mode)) {
-            if (!skip_dir(abs, e->d_name))
+            if (!scan_skip_dir(abs, e->d_name))
                 walk(w, child, root);
             pk_free(child);
         } else if (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) {
