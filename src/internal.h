@@ -628,6 +628,9 @@ void project_end_write(packer_project *p);
  * runtime then reports diverged until its next write reconciles. */
 bool project_check_disk(packer_project *p, op *o);
 const char *project_name(const packer_project *p);
+/* Name of service i in packer.h's table order, NULL past the last: what
+ * packer serve offers as methods. */
+const char *project_service_name(size_t i);
 /* packer_call with params built in C (consumed; NULL: building them ran
  * out of memory) and no token: the typed wrappers of api.c. */
 int project_call(packer_project *p, const char *service_name, cJSON *params,

@@ -507,6 +507,11 @@ static void run_job(void *arg)
     obs_lane_leave();
 }
 
+const char *project_service_name(size_t i)
+{
+    return i < sizeof SERVICES / sizeof *SERVICES ? SERVICES[i].name : NULL;
+}
+
 static const service *find_service(const char *name)
 {
     for (size_t i = 0; i < sizeof SERVICES / sizeof *SERVICES; i++)

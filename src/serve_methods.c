@@ -18,20 +18,6 @@
 
 #include "serve.h"
 
-static const char *const SERVICES[] = {"init_workspace",
-                                       "register_asset",
-                                       "include_asset_in_build",
-                                       "exclude_asset_from_build",
-                                       "remove_asset",
-                                       "list_assets",
-                                       "get_asset_details",
-                                       "status",
-                                       "doctor",
-                                       "build",
-                                       "quarantine",
-                                       "quarantine_list",
-                                       "restore"};
-
 static bool has_blocker(const cJSON *root, const char *code)
 {
     const cJSON *b;
@@ -123,8 +109,9 @@ void serve_run(server *s, req *q)
 
 static bool is_service(const char *m)
 {
-    for (size_t i = 0; i < sizeof SERVICES / sizeof *SERVICES; i++)
-        if (strcmp(SERVICES[i], m) == 0)
+    const char *name;
+    for (size_t i = 0; (name = project_service_name(i)) != NULL; i++)
+        if (strcmp(name, m) == 0)
             return true;
     return false;
 }
@@ -148,8 +135,9 @@ static void do_initialize(server *s, const cJSON *id)
     static const char *const PROTO[] = {"initialize", "shutdown", "exit", "$/cancelRequest"};
     for (size_t i = 0; i < 4; i++)
         cJSON_AddItemToArray(methods, cJSON_CreateString(PROTO[i]));
-    for (size_t i = 0; i < sizeof SERVICES / sizeof *SERVICES; i++)
-        cJSON_AddItemToArray(methods, cJSON_CreateString(SERVICES[i]));
+    const char *name;
+    for (size_t i = 0; (name = project_service_name(i)) != NULL; i++)
+        cJSON_AddItemToArray(methods, cJSON_CreateString(name));
     cJSON *caps = cJSON_AddObjectToObject(res, "capabilities");
     cJSON_AddBoolToObject(caps, "batch", 0);
     cJSON_AddBoolToObject(caps, "cancel", 1);
