@@ -14,32 +14,31 @@
 
 static int check_passed, check_failed;
 
-#define CHECK(cond)                                                                   \
-    do {                                                                              \
-        if (cond) {                                                                   \
-            check_passed++;                                                           \
-        } else {                                                                      \
-            check_failed++;                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                             \
-    } while (0)
+/* Count one check; say where it failed. Returns ok. */
+static inline int check_count(int ok, const char *file, int line, const char *expr)
+{
+    if (ok) {
+        check_passed++;
+    } else {
+        check_failed++;
+        fprintf(stderr, "%s:%d: check failed: %s\n", file, line, expr);
+    }
+    return ok;
+}
+
+#define CHECK(cond) ((void)check_count((cond) ? 1 : 0, __FILE__, __LINE__, #cond))
 
 /* cond is evaluated once: it may have side effects (open, start, ...). */
-#define REQUIRE(cond)                                                                 \
-    do {                                                                              \
-        if (cond) {                                                                   \
-            check_passed++;                                                           \
-        } else {                                                                      \
-            check_failed++;                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            return;                                                                   \
-        }                                                                             \
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!check_count((cond) ? 1 : 0, __FILE__, __LINE__, #cond))                               \
+            return;                                                                                \
     } while (0)
 
-#define CHECK_DONE()                                                  \
-    do {                                                              \
-        printf("%d passed, %d failed\n", check_passed, check_failed); \
-        return check_failed ? 1 : 0;                                  \
+#define CHECK_DONE()                                                                               \
+    do {                                                                                           \
+        printf("%d passed, %d failed\n", check_passed, check_failed);                              \
+        return check_failed ? 1 : 0;                                                               \
     } while (0)
 
 #endif

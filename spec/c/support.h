@@ -180,6 +180,26 @@ static inline double t_num(const cJSON *obj, const char *key)
     return cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(obj, key));
 }
 
+/* Whether response object j has status st. */
+static inline int t_status_is(const cJSON *j, const char *st)
+{
+    const char *s = t_str(j, "status");
+    return s && strcmp(s, st) == 0;
+}
+
+/* Whether response object j has a blocker with this code. */
+static inline int t_has_blocker(const cJSON *j, const char *code)
+{
+    const cJSON *b;
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(j, "blockers"))
+    {
+        const char *c = t_str(b, "code");
+        if (c && strcmp(c, code) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static inline int t_cmp_line(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

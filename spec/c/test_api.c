@@ -84,11 +84,6 @@ static int str_is(const cJSON *j, const char *key, const char *want)
     return s && want && strcmp(s, want) == 0;
 }
 
-static int status_is(const cJSON *j, const char *status)
-{
-    return str_is(j, "status", status);
-}
-
 /* ---- names and errors ---------------------------------------------------- */
 
 static void test_names(void)
@@ -293,7 +288,8 @@ static void test_register_options(packer_project *p)
     packer_register_opts kind = {.kind = "raw", .exclude = 1};
     CHECK(packer_register_asset(p, two, 1, NULL, &r) == 0);
     j = t_json(r);
-    CHECK(status_is(j, "refused") && strcmp(first_code(j, "diagnostics"), "manifest_missing") == 0);
+    CHECK(t_status_is(j, "refused") &&
+          strcmp(first_code(j, "diagnostics"), "manifest_missing") == 0);
     cJSON_Delete(j);
     packer_response_free(r);
     CHECK(packer_register_asset(p, two, 1, &kind, &r) == 0);
@@ -311,13 +307,13 @@ static void test_register_options(packer_project *p)
     /* again: nothing to do; outside the workspace: refused */
     CHECK(packer_register_asset(p, one, 1, NULL, &r) == 0);
     j = t_json(r);
-    CHECK(status_is(j, "ok") && strcmp(first_code(j, "diagnostics"), "already_registered") == 0);
+    CHECK(t_status_is(j, "ok") && strcmp(first_code(j, "diagnostics"), "already_registered") == 0);
     cJSON_Delete(j);
     packer_response_free(r);
     const char *out[] = {"../elsewhere"};
     CHECK(packer_register_asset(p, out, 1, NULL, &r) == 0);
     j = t_json(r);
-    CHECK(status_is(j, "refused"));
+    CHECK(t_status_is(j, "refused"));
     CHECK(strcmp(first_code(j, "diagnostics"), "path_outside_workspace") == 0);
     cJSON_Delete(j);
     packer_response_free(r);
@@ -342,7 +338,7 @@ static void test_list_and_details(packer_project *p)
     CHECK(t_num(cJSON_GetObjectItem(j, "data"), "count") == 1);
     cJSON_Delete(j);
     j = call(p, "list_assets", "{\"filter\": \"sideways\"}");
-    CHECK(status_is(j, "refused") && strcmp(first_code(j, "blockers"), "invalid_params") == 0);
+    CHECK(t_status_is(j, "refused") && strcmp(first_code(j, "blockers"), "invalid_params") == 0);
     cJSON_Delete(j);
 
     CHECK(packer_get_asset_details(p, "assets/hero", &r) == 0);
@@ -350,7 +346,7 @@ static void test_list_and_details(packer_project *p)
     j = t_json(r);
     const cJSON *asset = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "data"), "asset");
     const cJSON *in = cJSON_GetArrayItem(cJSON_GetObjectItem(asset, "inputs"), 0);
-    CHECK(status_is(j, "ok") && cJSON_IsTrue(cJSON_GetObjectItem(in, "exists")));
+    CHECK(t_status_is(j, "ok") && cJSON_IsTrue(cJSON_GetObjectItem(in, "exists")));
     CHECK(t_num(in, "size") == strlen("assets/hero"));
     CHECK(t_str(in, "hash") && strlen(t_str(in, "hash")) == 32);
     CHECK(str_is(cJSON_GetObjectItem(asset, "manifest"), "kind", "raw"));
@@ -359,7 +355,7 @@ static void test_list_and_details(packer_project *p)
     packer_response_free(r);
     CHECK(packer_get_asset_details(p, "no/such", &r) == 0);
     j = t_json(r);
-    CHECK(status_is(j, "refused") && strcmp(first_code(j, "blockers"), "unknown_asset") == 0);
+    CHECK(t_status_is(j, "refused") && strcmp(first_code(j, "blockers"), "unknown_asset") == 0);
     cJSON_Delete(j);
     packer_response_free(r);
 }
@@ -368,7 +364,7 @@ static void test_status(packer_project *p)
 {
     cJSON *j = call(p, "status", NULL);
     const cJSON *data = cJSON_GetObjectItem(j, "data");
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     CHECK(t_num(data, "generation") >= 3);
     CHECK(t_num(cJSON_GetObjectItem(data, "assets"), "registered") == 4);
     CHECK(t_num(cJSON_GetObjectItem(data, "assets"), "excluded") == 1);
@@ -377,7 +373,7 @@ static void test_status(packer_project *p)
     CHECK(str_is(j, "runtime_state", "healthy"));
     cJSON_Delete(j);
     j = call(p, "doctor", "");
-    CHECK(status_is(j, "ok") && str_is(j, "operation_class", "read"));
+    CHECK(t_status_is(j, "ok") && str_is(j, "operation_class", "read"));
     CHECK(str_is(cJSON_GetObjectItem(j, "data"), "mode", "registered"));
     cJSON_Delete(j);
 }
@@ -394,10 +390,10 @@ static void test_call_errors(packer_project *p)
     CHECK(packer_call(NULL, "list_assets", NULL, &r) == PACKER_EINVAL && r == NULL);
     CHECK(packer_list_assets(NULL, &r) == PACKER_EINVAL && r == NULL);
     cJSON *j = call(p, "include_asset_in_build", "{}");
-    CHECK(status_is(j, "refused") && strcmp(first_code(j, "blockers"), "invalid_params") == 0);
+    CHECK(t_status_is(j, "refused") && strcmp(first_code(j, "blockers"), "invalid_params") == 0);
     cJSON_Delete(j);
     j = call(p, "init_workspace", NULL);
-    CHECK(status_is(j, "refused"));
+    CHECK(t_status_is(j, "refused"));
     cJSON_Delete(j);
 }
 
@@ -424,7 +420,7 @@ static void test_exclude_is_not_remove(packer_project *p)
     packer_response *r = NULL;
     CHECK(packer_exclude_asset(p, "assets/hero", &r) == 0);
     cJSON *j = t_json(r);
-    CHECK(status_is(j, "ok") && packer_response_op_class(r) == PACKER_OP_REGISTRY_MUTATION);
+    CHECK(t_status_is(j, "ok") && packer_response_op_class(r) == PACKER_OP_REGISTRY_MUTATION);
     const cJSON *act = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "applied_actions"), 0);
     CHECK(str_is(act, "kind", "exclude_asset_from_build"));
     check_op_events(packer_response_operation_id(r));
@@ -434,12 +430,12 @@ static void test_exclude_is_not_remove(packer_project *p)
     CHECK(included_in_list(p, "assets/hero") == 0);
     CHECK(t_exists(root, "assets/hero/asset.json") && t_exists(root, "assets/hero/data.txt"));
     j = call(p, "get_asset_details", "{\"asset\": \"assets/hero\"}");
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
 
     CHECK(packer_exclude_asset(p, "assets/hero", &r) == 0);
     j = t_json(r);
-    CHECK(status_is(j, "ok") && arr_len(j, "applied_actions") == 0);
+    CHECK(t_status_is(j, "ok") && arr_len(j, "applied_actions") == 0);
     CHECK(has(packer_response_summary(r), "already excluded"));
     cJSON_Delete(j);
     packer_response_free(r);
@@ -458,7 +454,7 @@ static void test_address_clash(packer_project *p)
     CHECK(t_asset(root, dup[0]) == 0);
     CHECK(packer_register_asset(p, dup, 1, &opts, &r) == 0);
     cJSON *j = t_json(r);
-    CHECK(status_is(j, "refused") && strcmp(first_code(j, "blockers"), "address_in_use") == 0);
+    CHECK(t_status_is(j, "refused") && strcmp(first_code(j, "blockers"), "address_in_use") == 0);
     cJSON_Delete(j);
     packer_response_free(r);
     CHECK(included_in_list(p, "assets/dup") == -1);
@@ -500,7 +496,7 @@ static void test_remove(packer_project *p)
     packer_response *r = NULL;
     CHECK(packer_remove_asset(p, "assets/bg", 1, 1, &r) == 0);
     cJSON *j = t_json(r);
-    CHECK(status_is(j, "ok") && arr_len(j, "applied_actions") == 2);
+    CHECK(t_status_is(j, "ok") && arr_len(j, "applied_actions") == 2);
     CHECK(arr_len(j, "blockers") == 0);
     cJSON_Delete(j);
     packer_response_free(r);

@@ -55,16 +55,14 @@ static void on_event(const packer_event *ev, void *ud)
     }
 }
 
-static int has_blocker(const cJSON *j, const char *code)
+/* A bus delivering to t, and the project at root opened on it. */
+static int open_on(const char *root, trigger *t, packer_bus **bus, packer_project **p)
 {
-    const cJSON *b;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(j, "blockers"))
-    {
-        const char *c = t_str(b, "code");
-        if (c && strcmp(c, code) == 0)
-            return 1;
-    }
-    return 0;
+    t_events_init(&t->rec);
+    if (packer_bus_new(bus) != 0)
+        return -1;
+    packer_bus_subscribe(*bus, on_event, t, NULL);
+    return packer_project_open(root, *bus, p);
 }
 
 static int counted;
@@ -109,12 +107,6 @@ static cJSON *call(packer_project *p, const char *svc, const char *params, packe
     return j;
 }
 
-static int status_is(const cJSON *j, const char *st)
-{
-    const char *s = t_str(j, "status");
-    return s && strcmp(s, st) == 0;
-}
-
 static void test_tokens(void)
 {
     packer_cancel *tok = NULL;
@@ -140,24 +132,24 @@ static void test_triggered_before(void)
     int open_rc = packer_project_open(root, NULL, &p);
     REQUIRE(open_rc == 0);
     cJSON *j = call(p, "register_asset", "{\"paths\": [\"assets/a\"]}", NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     char *before = t_state(p);
     packer_cancel *tok = NULL;
     packer_cancel_new(&tok);
     packer_cancel_trigger(tok);
     j = call(p, "exclude_asset_from_build", "{\"asset\": \"assets/a\"}", tok);
-    CHECK(status_is(j, "refused") && has_blocker(j, "cancelled"));
+    CHECK(t_status_is(j, "refused") && t_has_blocker(j, "cancelled"));
     CHECK(t_str(j, "runtime_state") && strcmp(t_str(j, "runtime_state"), "healthy") == 0);
     cJSON_Delete(j);
     j = call(p, "list_assets", NULL, tok);
-    CHECK(status_is(j, "refused") && has_blocker(j, "cancelled"));
+    CHECK(t_status_is(j, "refused") && t_has_blocker(j, "cancelled"));
     cJSON_Delete(j);
     char *after = t_state(p), *disk = t_disk_state(root);
     CHECK(before && after && disk && strcmp(before, after) == 0 && strcmp(before, disk) == 0);
     /* NULL token: not cancellable, same as packer_call */
     j = call(p, "list_assets", NULL, NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     free(before);
     free(after);
@@ -208,16 +200,12 @@ static void test_cancel_build(void)
     packer_project *p = NULL;
     /* recipes report progress every 100 ms once some are done */
     trigger t = {.kind = PACKER_EV_PROGRESS_UPDATED, .prefix = "running recipes"};
-    t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus);
-    REQUIRE(bus_rc == 0);
-    packer_bus_subscribe(bus, on_event, &t, NULL);
-    int open_rc = packer_project_open(root, bus, &p);
+    int open_rc = open_on(root, &t, &bus, &p);
     REQUIRE(open_rc == 0);
     cJSON *j = call(p, "register_asset", "{\"paths\": [\"assets/fast\"]}", NULL);
     cJSON_Delete(j);
     j = call(p, "build", "{\"jobs\": 2}", NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     char *pack0 = t_read(root, "build/assets.pack");
     char *addr0 = t_read(root, "build/addressables.json");
@@ -233,7 +221,7 @@ static void test_cancel_build(void)
     cJSON_AddItemToObject(params, "paths", paths);
     char *ptext = cJSON_PrintUnformatted(params);
     j = call(p, "register_asset", ptext, NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     free(ptext);
     cJSON_Delete(params);
@@ -244,7 +232,7 @@ static void test_cancel_build(void)
     j = call(p, "build", "{\"jobs\": 2}", t.tok);
     double took = t_now() - t0;
     printf("# cancelled build answered after %.3f s\n", took);
-    CHECK(status_is(j, "failed") && has_blocker(j, "cancelled"));
+    CHECK(t_status_is(j, "failed") && t_has_blocker(j, "cancelled"));
     CHECK(t_str(j, "runtime_state") && strcmp(t_str(j, "runtime_state"), "healthy") == 0);
     CHECK(!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"), "assets"));
     const char *op = t_str(j, "operation_id");
@@ -267,7 +255,7 @@ static void test_cancel_build(void)
 
     /* the next build, not cancelled, builds everything */
     j = call(p, "build", "{\"jobs\": 2}", NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     const cJSON *tot =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "data"), "totals");
     CHECK(t_num(tot, "assets") == SLOW_ASSETS + 1);
@@ -298,11 +286,7 @@ static void test_cancel_queued(void)
     packer_bus *bus = NULL;
     packer_project *p = NULL;
     trigger t = {.kind = PACKER_EV__COUNT};
-    t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus);
-    REQUIRE(bus_rc == 0);
-    packer_bus_subscribe(bus, on_event, &t, NULL);
-    int open_rc = packer_project_open(root, bus, &p);
+    int open_rc = open_on(root, &t, &bus, &p);
     REQUIRE(open_rc == 0);
     char rel[64];
     cJSON *paths = cJSON_CreateArray();
@@ -315,7 +299,7 @@ static void test_cancel_queued(void)
     cJSON_AddItemToObject(params, "paths", paths);
     char *ptext = cJSON_PrintUnformatted(params);
     cJSON *j = call(p, "register_asset", ptext, NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     free(ptext);
     cJSON_Delete(params);
@@ -334,9 +318,9 @@ static void test_cancel_queued(void)
     pthread_join(wt, NULL);
     int build_running = !atomic_load(&build.done);
     CHECK(build_running); /* the write left without waiting for the build */
-    CHECK(status_is(w.out, "refused") && has_blocker(w.out, "cancelled"));
+    CHECK(t_status_is(w.out, "refused") && t_has_blocker(w.out, "cancelled"));
     pthread_join(bt, NULL);
-    CHECK(status_is(build.out, "ok"));
+    CHECK(t_status_is(build.out, "ok"));
     cJSON *d = call(p, "get_asset_details", "{\"asset\": \"assets/fast\"}", NULL);
     const cJSON *asset =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(d, "data"), "asset");
@@ -365,22 +349,18 @@ static void test_cancel_doctor(void)
     packer_bus *bus = NULL;
     packer_project *p = NULL;
     trigger t = {.kind = PACKER_EV_PROGRESS_UPDATED};
-    t_events_init(&t.rec);
-    int bus_rc = packer_bus_new(&bus);
-    REQUIRE(bus_rc == 0);
-    packer_bus_subscribe(bus, on_event, &t, NULL);
-    int open_rc = packer_project_open(root, bus, &p);
+    int open_rc = open_on(root, &t, &bus, &p);
     REQUIRE(open_rc == 0);
     cJSON *j = call(p, "register_asset", "{\"paths\": [\"assets/a\"]}", NULL);
     cJSON_Delete(j);
     packer_cancel_new(&t.tok);
     atomic_store(&t.armed, 1);
     j = call(p, "doctor", NULL, t.tok);
-    CHECK(status_is(j, "failed") && has_blocker(j, "cancelled"));
+    CHECK(t_status_is(j, "failed") && t_has_blocker(j, "cancelled"));
     CHECK(!t_exists(root, ".packer/doctor-state.json"));
     cJSON_Delete(j);
     j = call(p, "doctor", NULL, NULL);
-    CHECK(status_is(j, "ok"));
+    CHECK(t_status_is(j, "ok"));
     cJSON_Delete(j);
     packer_cancel_free(t.tok);
     packer_project_close(p);

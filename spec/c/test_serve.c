@@ -185,6 +185,22 @@ static int srv_exit(srv *s)
     return code;
 }
 
+/* The orderly stop: shutdown (request id), exit; the server's exit code. */
+static int srv_stop(srv *s, int id)
+{
+    cJSON_Delete(srv_call(s, id, "shutdown", NULL));
+    srv_send(s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
+    return srv_exit(s);
+}
+
+/* After the server is gone: its log and the test's directory. */
+static void srv_done(srv *s, char *root)
+{
+    unlink(s->log);
+    t_rmrf(root);
+    free(root);
+}
+
 static const cJSON *result(const cJSON *m)
 {
     return cJSON_GetObjectItemCaseSensitive(m, "result");
@@ -194,24 +210,6 @@ static int err_code(const cJSON *m)
 {
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(m, "error");
     return e ? (int)t_num(e, "code") : 0;
-}
-
-static int status_is(const cJSON *resp, const char *st)
-{
-    const char *v = t_str(resp, "status");
-    return v && strcmp(v, st) == 0;
-}
-
-static int has_blocker(const cJSON *resp, const char *code)
-{
-    const cJSON *b;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(resp, "blockers"))
-    {
-        const char *c = t_str(b, "code");
-        if (c && strcmp(c, code) == 0)
-            return 1;
-    }
-    return 0;
 }
 
 /* Every event of op so far: sequence strictly increasing, and returns how
@@ -290,47 +288,47 @@ static void test_session(void)
     cJSON_Delete(m);
 
     m = srv_call(&s, 2, "init_workspace", "{}");
-    CHECK(status_is(result(m), "refused") && has_blocker(result(m), "already_initialized"));
+    CHECK(t_status_is(result(m), "refused") && t_has_blocker(result(m), "already_initialized"));
     cJSON_Delete(m);
 
     m = srv_call(&s, 3, "register_asset", "{\"paths\": [\"assets/a\", \"assets/b\"]}");
     char kinds[4096];
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(op_events(&s, op_of(m), kinds, sizeof kinds) >= 3);
     CHECK(strstr(kinds, "asset_discovered") != NULL); /* written before the response */
     cJSON_Delete(m);
 
     m = srv_call(&s, 4, "list_assets", "{\"filter\": \"all\"}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(t_num(cJSON_GetObjectItem(result(m), "data"), "count") == 2);
     cJSON_Delete(m);
 
     m = srv_call(&s, 5, "get_asset_details", "{\"asset\": \"assets/a\"}");
     const cJSON *asset = cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "asset");
-    CHECK(status_is(result(m), "ok") && t_str(asset, "root") &&
+    CHECK(t_status_is(result(m), "ok") && t_str(asset, "root") &&
           strcmp(t_str(asset, "root"), "assets/a") == 0);
     cJSON_Delete(m);
 
     m = srv_call(&s, 6, "status", NULL);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(t_num(cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "assets"),
                 "registered") == 2);
     cJSON_Delete(m);
 
     m = srv_call(&s, 7, "exclude_asset_from_build", "{\"asset\": \"assets/b\"}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     m = srv_call(&s, 8, "include_asset_in_build", "{\"asset\": \"assets/b\"}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(strcmp(t_str(result(m), "operation_class"), "registry_mutation") == 0);
     cJSON_Delete(m);
 
     m = srv_call(&s, 9, "doctor", "{}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
 
     m = srv_call(&s, 10, "build", "{\"jobs\": 2}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(op_events(&s, op_of(m), kinds, sizeof kinds) >= 2);
     const char *bs = strstr(kinds, "build_started"), *bf = strstr(kinds, "build_finished");
     CHECK(bs && bf && bs < bf); /* both before the response, in causal order */
@@ -338,11 +336,11 @@ static void test_session(void)
     cJSON_Delete(m);
 
     m = srv_call(&s, 11, "quarantine", "{\"paths\": [\"stray.txt\"], \"consent\": true}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(!t_exists(root, "stray.txt"));
     cJSON_Delete(m);
     m = srv_call(&s, 12, "quarantine_list", "{}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     const cJSON *recs = cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "records");
     const char *qid = t_str(cJSON_GetArrayItem(recs, 0), "id");
     CHECK(qid != NULL);
@@ -350,12 +348,12 @@ static void test_session(void)
     snprintf(params, sizeof params, "{\"id\": \"%s\"}", qid ? qid : "?");
     cJSON_Delete(m);
     m = srv_call(&s, 13, "restore", params);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     CHECK(t_exists(root, "stray.txt"));
     cJSON_Delete(m);
 
     m = srv_call(&s, 14, "remove_asset", "{\"asset\": \"assets/b\"}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     m = srv_call(&s, 15, "list_assets", NULL);
     CHECK(t_num(cJSON_GetObjectItem(result(m), "data"), "count") == 1);
@@ -380,9 +378,7 @@ static void test_session(void)
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
     CHECK(srv_recv(&s) == NULL); /* the server closes its end */
     CHECK(srv_exit(&s) == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    srv_done(&s, root);
 }
 
 /* Started outside a workspace: init_workspace makes one and opens it. */
@@ -400,15 +396,15 @@ static void test_lazy_init(void)
     CHECK(err_code(m) == -32002);
     cJSON_Delete(m);
     m = srv_call(&s, 3, "init_workspace", "{\"name\": \"lazy\"}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     CHECK(t_exists(dir, "packer.json"));
     t_asset(dir, "assets/x");
     m = srv_call(&s, 4, "register_asset", "{\"paths\": [\"assets/x\"]}");
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     m = srv_call(&s, 5, "init_workspace", NULL);
-    CHECK(status_is(result(m), "refused"));
+    CHECK(t_status_is(result(m), "refused"));
     cJSON_Delete(m);
     /* exit without shutdown: exit code 1, as LSP servers do */
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
@@ -416,9 +412,7 @@ static void test_lazy_init(void)
     char *state = t_disk_state(dir);
     CHECK(state && strstr(state, "assets/x"));
     free(state);
-    unlink(s.log);
-    t_rmrf(dir);
-    free(dir);
+    srv_done(&s, dir);
 }
 
 /* ---- malformed input ------------------------------------------------------ */
@@ -435,7 +429,7 @@ static void expect_null_error(srv *s, int code)
 static void still_serving(srv *s, int id)
 {
     cJSON *m = srv_call(s, id, "status", NULL);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
 }
 
@@ -484,7 +478,7 @@ static void test_malformed(void)
              strlen(body), body);
     srv_raw(&s, ok, strlen(ok));
     cJSON *m = srv_wait(&s, 6);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
 
     srv_send(&s, "{\"jsonrpc\": \"2.0\", \"id\": 7, \"method\": ");
@@ -513,14 +507,14 @@ static void test_malformed(void)
     m = srv_call(&s, 13, "get_asset_details", "{\"asset\": 5}");
     CHECK(err_code(m) == -32602);
     const cJSON *data = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "error"), "data");
-    CHECK(status_is(data, "refused") && has_blocker(data, "invalid_params"));
+    CHECK(t_status_is(data, "refused") && t_has_blocker(data, "invalid_params"));
     cJSON_Delete(m);
     m = srv_call(&s, 14, "build", "{\"jobs\": \"many\"}");
     CHECK(err_code(m) == -32602);
     cJSON_Delete(m);
     /* a refusal that is not about params stays a result */
     m = srv_call(&s, 15, "get_asset_details", "{\"asset\": \"nope\"}");
-    CHECK(status_is(result(m), "refused") && has_blocker(result(m), "unknown_asset"));
+    CHECK(t_status_is(result(m), "refused") && t_has_blocker(result(m), "unknown_asset"));
     cJSON_Delete(m);
 
     /* notifications get no answer, even unknown ones */
@@ -534,13 +528,8 @@ static void test_malformed(void)
     }
     CHECK(m && t_num(m, "id") == 16);
     cJSON_Delete(m);
-    m = srv_call(&s, 17, "shutdown", NULL);
-    cJSON_Delete(m);
-    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
-    CHECK(srv_exit(&s) == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    CHECK(srv_stop(&s, 17) == 0);
+    srv_done(&s, root);
 }
 
 /* ---- cancellation and client death ----------------------------------------- */
@@ -613,7 +602,7 @@ static void test_cancel(void)
     CHECK(wait_event(&s, "progress_updated", "running recipes"));
     /* a read is not stuck behind the build; a write queues behind it */
     cJSON *m = srv_call(&s, 2, "list_assets", NULL);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"exclude_asset_from_build\","
                  "\"params\":{\"asset\":\"assets/fast\"}}");
@@ -621,13 +610,13 @@ static void test_cancel(void)
     m = srv_wait(&s, 3);
     CHECK(err_code(m) == -32800);
     const cJSON *data = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "error"), "data");
-    CHECK(status_is(data, "refused") && has_blocker(data, "cancelled"));
+    CHECK(t_status_is(data, "refused") && t_has_blocker(data, "cancelled"));
     cJSON_Delete(m);
     srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"$/cancelRequest\",\"params\":{\"id\":1}}");
     m = srv_wait(&s, 1);
     CHECK(err_code(m) == -32800);
     data = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "error"), "data");
-    CHECK(status_is(data, "failed") && has_blocker(data, "cancelled"));
+    CHECK(t_status_is(data, "failed") && t_has_blocker(data, "cancelled"));
     char kinds[8192];
     op_events(&s, t_str(data, "operation_id"), kinds, sizeof kinds);
     CHECK(strstr(kinds, "build_finished") != NULL); /* before the error */
@@ -639,13 +628,8 @@ static void test_cancel(void)
     const cJSON *asset = cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "asset");
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(asset, "included"))); /* the write never ran */
     cJSON_Delete(m);
-    m = srv_call(&s, 5, "shutdown", NULL);
-    cJSON_Delete(m);
-    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
-    CHECK(srv_exit(&s) == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    CHECK(srv_stop(&s, 5) == 0);
+    srv_done(&s, root);
 }
 
 /* Another process can write the workspace: the server left no lock. */
@@ -684,9 +668,7 @@ static void test_client_death(int stdin_too)
     char *log = t_read("/", s.log + 1);
     CHECK(log && strstr(log, "cancelling"));
     free(log);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    srv_done(&s, root);
 }
 
 /* Observation is on: an edit under the server arrives as notifications. */
@@ -705,7 +687,7 @@ static void test_observed(void)
     int started = srv_start(&s, root);
     REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "status", NULL);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     /* serve turned observation on before it answered: the watches are set */
     t_write(root, "assets/a/data.txt", "edited under the server\n");
@@ -715,13 +697,8 @@ static void test_observed(void)
         cJSON_GetObjectItem(cJSON_GetObjectItem(result(m), "data"), "assets"), 0);
     CHECK(t_str(a, "freshness") && strcmp(t_str(a, "freshness"), "stale") == 0);
     cJSON_Delete(m);
-    m = srv_call(&s, 3, "shutdown", NULL);
-    cJSON_Delete(m);
-    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
-    CHECK(srv_exit(&s) == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    CHECK(srv_stop(&s, 3) == 0);
+    srv_done(&s, root);
 }
 
 #define PIPELINED 3000
@@ -760,7 +737,7 @@ static void test_pipelined(void)
         if (cJSON_IsNumber(id) && id->valueint >= 1 && id->valueint <= PIPELINED) {
             dup += seen[id->valueint]++;
             answers++;
-            oks += status_is(result(m), "ok");
+            oks += t_status_is(result(m), "ok");
         }
         cJSON_Delete(m);
     }
@@ -768,13 +745,8 @@ static void test_pipelined(void)
     CHECK(answers == PIPELINED);
     CHECK(dup == 0);
     CHECK(oks == PIPELINED);
-    cJSON *m = srv_call(&s, PIPELINED + 1, "shutdown", NULL);
-    cJSON_Delete(m);
-    srv_send(&s, "{\"jsonrpc\":\"2.0\",\"method\":\"exit\"}");
-    CHECK(srv_exit(&s) == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    CHECK(srv_stop(&s, PIPELINED + 1) == 0);
+    srv_done(&s, root);
 }
 
 /* SIGTERM: the same orderly stop. */
@@ -786,14 +758,12 @@ static void test_signal(void)
     int started = srv_start(&s, root);
     REQUIRE(started == 0);
     cJSON *m = srv_call(&s, 1, "status", NULL);
-    CHECK(status_is(result(m), "ok"));
+    CHECK(t_status_is(result(m), "ok"));
     cJSON_Delete(m);
     kill(s.pid, SIGTERM);
     CHECK(srv_exit(&s) == 1);
     CHECK(cli_register(root, "assets/x") == 0);
-    unlink(s.log);
-    t_rmrf(root);
-    free(root);
+    srv_done(&s, root);
 }
 
 int main(void)
