@@ -110,6 +110,11 @@ get() { sed -n "s/^$2=//p" "$DIR/result-$1.txt"; }
 has() { command -v "$1" >/dev/null 2>&1; }
 section() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 drop() { [ "$KEEP" = 1 ] || rm -rf "$@"; }
+# Register every asset root of workspace $1, $BATCH paths per packer call.
+register_roots() {
+    (cd "$1" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
+        xargs -n "$BATCH" "$P" register >/dev/null)
+}
 
 machine() {
     cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
@@ -150,8 +155,7 @@ run_size() {
     "$P" -C "$ws" init --name "bench-$n" >/dev/null
     echo "N=$n: registering (xargs -n $BATCH packer register)..." >&2
     t=$(now)
-    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
-        xargs -n "$BATCH" "$P" register >/dev/null)
+    register_roots "$ws"
     s=$(elapsed "$t")
     {
         echo "register_s=$s"
@@ -297,8 +301,7 @@ run_build_size() {
     echo "generate_s=$(elapsed "$t")" >>"$RES"
     echo "inputs_mib=$(echo "$msg" | sed -n 's/.*: \([0-9.]*\) MiB of inputs.*/\1/p')" >>"$RES"
     "$P" -C "$ws" init --name "bench-build-$n" >/dev/null
-    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
-        xargs -n "$BATCH" "$P" register >/dev/null)
+    register_roots "$ws"
     (cd "$ws" && find assets -name data.bin | sort) >"$d/inputs.txt"
 
     echo "build N=$n: full build vs tar + sync ($RUNS runs each)..." >&2
@@ -481,8 +484,7 @@ run_doctor_size() {
     echo "doctor N=$n: generating full-size inputs..." >&2
     lua5.4 "$GEN" --count "$n" --seed 1 "$ws" >/dev/null
     "$P" -C "$ws" init --name "bench-doctor-$n" >/dev/null
-    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
-        xargs -n "$BATCH" "$P" register >/dev/null)
+    register_roots "$ws"
     echo "doctor N=$n: doctor --workspace vs jdupes vs rmlint ($RUNS runs each)..." >&2
     "$P" -C "$ws" --json doctor --workspace >"$d/doctor.json" # warm-up, and its groups
     echo "packer_groups=$(grep -c '"code": "duplicate_content"' "$d/doctor.json")" >>"$RES"
@@ -536,8 +538,7 @@ run_serve() {
     echo "serve: N=$SERVE_SIZE: generating, registering, bench_serve..." >&2
     lua5.4 "$GEN" --count "$SERVE_SIZE" --seed 1 --small-files "$ws" >&2
     "$P" -C "$ws" init --name "bench-serve" >/dev/null
-    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
-        xargs -n "$BATCH" "$P" register >/dev/null)
+    register_roots "$ws"
     "$BUILD_ABS/bench_serve" "$ws" "$P" --seconds "$SECS" >"$DIR/result-serve.txt"
     drop "$ws"
 }
@@ -576,8 +577,7 @@ run_observe_size() {
     echo "observe N=$n: generating and registering..." >&2
     lua5.4 "$GEN" --count "$n" --seed 1 --small-files "$ws" >&2
     "$P" -C "$ws" init --name "obs-$n" >/dev/null
-    (cd "$ws" && find assets -name asset.json | sed 's|/asset.json$||' | sort |
-        xargs -n "$BATCH" "$P" register >/dev/null)
+    register_roots "$ws"
     w=0 i=0
     [ "$n" = "$2" ] && w=$WRITES i=$IDLE
     echo "observe N=$n: bench_observe (writes $w, idle ${i}s, 5 reconciles)..." >&2

@@ -61,10 +61,11 @@ static double now_s(void)
 static bool names(const cJSON *ev, const char *id)
 {
     const cJSON *a;
-    cJSON_ArrayForEach(a,
-                       cJSON_GetObjectItem(ev, "affected_assets")) if (cJSON_IsString(a) &&
-                                                                       strcmp(a->valuestring, id) ==
-                                                                           0) return true;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(ev, "affected_assets"))
+    {
+        if (cJSON_IsString(a) && strcmp(a->valuestring, id) == 0)
+            return true;
+    }
     return false;
 }
 

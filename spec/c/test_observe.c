@@ -95,10 +95,11 @@ static bool is_state(const cJSON *e, const char *state)
 static bool names(const cJSON *e, const char *id)
 {
     const cJSON *a;
-    cJSON_ArrayForEach(a,
-                       cJSON_GetObjectItem(e, "affected_assets")) if (cJSON_IsString(a) &&
-                                                                      strcmp(a->valuestring, id) ==
-                                                                          0) return true;
+    cJSON_ArrayForEach(a, cJSON_GetObjectItem(e, "affected_assets"))
+    {
+        if (cJSON_IsString(a) && strcmp(a->valuestring, id) == 0)
+            return true;
+    }
     return false;
 }
 
