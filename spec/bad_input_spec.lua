@@ -50,6 +50,21 @@ describe("bad input", function()
     assert.equal('{"assets": [ {"asset_id": "ab01"} ], "format": 1}', support.read(shard))
   end)
 
+  it("names a registry file that lists one asset twice, and leaves it untouched", function()
+    local shard = dir .. "/.packer/registry/ab.json"
+    local rec = '{"address": "x", "asset_id": "ab01", "included": true, "kind": "raw", '
+      .. '"root": "assets/x"}'
+    local text = '{"assets": [' .. rec .. ", " .. rec .. '], "format": 1}'
+    support.write(shard, text)
+    local p, err = packer.open(dir)
+    assert.is_nil(p)
+    assert.matches(".packer/registry/ab.json: asset_id ab01 appears twice", err, 1, true)
+    local code, _, stderr = support.cli(dir, "status")
+    assert.equal(3, code)
+    assert.matches("appears twice", stderr, 1, true)
+    assert.equal(text, support.read(shard))
+  end)
+
   it("names a manifest field with its line and column", function()
     support.write(dir .. "/assets/x/asset.json", '{\n  "kind": "raw",\n  "inputs": ["a", 3]\n}')
     local p = assert(packer.open(dir))

@@ -161,9 +161,33 @@ void packer_free(void *ptr)
     free(ptr);
 }
 
+/* While a thread parses into an arena (json_parse_arena), cJSON's nodes
+ * come from that arena and its frees do nothing: the tree goes with the
+ * arena, at once. Set only around one cJSON parse call, so no tree made
+ * outside it is ever freed inside it, or the reverse. */
+static _Thread_local arena *cjson_arena;
+
+static void *cjson_alloc(size_t n)
+{
+    return cjson_arena ? arena_alloc(cjson_arena, n) : pk_malloc(n);
+}
+
+static void cjson_free(void *p)
+{
+    if (!cjson_arena)
+        pk_free(p);
+}
+
+arena *pk_cjson_arena(arena *a)
+{
+    arena *old = cjson_arena;
+    cjson_arena = a;
+    return old;
+}
+
 /* cJSON allocates through us so that injected faults reach it too. */
 __attribute__((constructor)) static void alloc_hook_cjson(void)
 {
-    cJSON_Hooks h = {pk_malloc, pk_free};
+    cJSON_Hooks h = {cjson_alloc, cjson_free};
     cJSON_InitHooks(&h);
 }

@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +63,7 @@ static bool structural(result *r, const char *code, const char *path, const char
 
 static int cmp_address(const void *x, const void *y)
 {
-    return strcmp(((const build_item *)x)->address, ((const build_item *)y)->address);
+    return strcmp((*(const asset_rec *const *)x)->address, (*(const asset_rec *const *)y)->address);
 }
 
 static void item_clear(build_item *it)
@@ -302,6 +303,47 @@ static int scan_one(void *ctx, size_t i, void *worker)
     return 0;
 }
 
+static int cmp_pair_root(const void *x, const void *y)
+{
+    const asset_rec *const *a = x, *const *b = y;
+    return strcmp(a[0]->root, b[0]->root);
+}
+
+/* Roots registered twice where either is included: found among the
+ * neighbours of each root shard, reported in root order. */
+static bool report_duplicate_roots(build_ctx *b)
+{
+    const asset_rec *(*dup)[2] = NULL;
+    size_t ndup = 0, cap = 0;
+    for (int s = 0; s < SNAP_SHARDS; s++) {
+        size_t n;
+        const asset_rec *const *v = snap_root_shard_items(b->cur, s, &n);
+        for (size_t i = 1; i < n; i++) {
+            if (strcmp(v[i - 1]->root, v[i]->root) != 0 || !(v[i - 1]->included || v[i]->included))
+                continue;
+            if (ndup == cap) {
+                void *grown = pk_realloc(dup, (cap = cap ? 2 * cap : 8) * sizeof *dup);
+                if (!grown)
+                    break; /* out of memory: the ones found so far */
+                dup = grown;
+            }
+            dup[ndup][0] = v[i - 1];
+            dup[ndup++][1] = v[i];
+        }
+    }
+    if (ndup > 1)
+        qsort(dup, ndup, sizeof *dup, cmp_pair_root);
+    for (size_t i = 0; i < ndup; i++) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "%s: registered twice, as %s and %s", dup[i][1]->root,
+                 dup[i][0]->id, dup[i][1]->id);
+        resp_diag(b->o->r, "error", "duplicate_root", dup[i][1]->id, dup[i][1]->root, msg);
+        resp_blocker(b->o->r, "duplicate_root", msg);
+    }
+    pk_free(dup);
+    return ndup == 0;
+}
+
 /* Report the scan's structural errors in address order; false if any. */
 static bool report_structural(build_ctx *b)
 {
@@ -314,18 +356,7 @@ static bool report_structural(build_ctx *b)
         resp_blocker(b->o->r, r->code, r->error);
         ok = false;
     }
-    size_t n = 0;
-    const asset_rec *const *all = snap_all(b->cur, &n);
-    for (size_t i = 1; all && i < n; i++) /* sorted by root */
-        if (strcmp(all[i - 1]->root, all[i]->root) == 0 &&
-            (all[i - 1]->included || all[i]->included)) {
-            char msg[700];
-            snprintf(msg, sizeof msg, "%s: registered twice, as %s and %s", all[i]->root,
-                     all[i - 1]->id, all[i]->id);
-            resp_diag(b->o->r, "error", "duplicate_root", all[i]->id, all[i]->root, msg);
-            resp_blocker(b->o->r, "duplicate_root", msg);
-            ok = false;
-        }
+    ok = report_duplicate_roots(b) && ok;
     for (size_t i = 1; i < b->n; i++)
         if (strcmp(b->items[i - 1].address, b->items[i].address) == 0) {
             char msg[700];
@@ -355,21 +386,29 @@ static void items_free(build_ctx *b)
 /* The included assets, in address order, with room for their results. */
 static bool collect(build_ctx *b)
 {
-    size_t n = 0;
-    const asset_rec *const *all = snap_all(b->cur, &n);
-    b->items = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->items);
-    b->res = pk_calloc(snap_included_count(b->cur) + 1, sizeof *b->res);
-    if (!all || !b->items || !b->res)
+    size_t n = 0, total = snap_included_count(b->cur);
+    const asset_rec **inc = pk_malloc((total + 1) * sizeof *inc);
+    b->items = pk_calloc(total + 1, sizeof *b->items);
+    b->res = pk_calloc(total + 1, sizeof *b->res);
+    if (!inc || !b->items || !b->res) {
+        pk_free(inc);
         return false;
-    for (size_t i = 0; i < n; i++) {
-        if (!all[i]->included)
-            continue;
-        build_item *it = &b->items[b->n++];
-        it->asset_id = all[i]->id;
-        it->address = all[i]->address;
-        it->root = all[i]->root;
     }
-    qsort(b->items, b->n, sizeof *b->items, cmp_address);
+    for (int s = 0; s < SNAP_SHARDS; s++) {
+        size_t k;
+        const asset_rec *const *v = snap_shard_items(b->cur, s, &k);
+        for (size_t i = 0; i < k; i++)
+            if (v[i]->included)
+                inc[n++] = v[i];
+    }
+    qsort(inc, n, sizeof *inc, cmp_address); /* pointers: cheaper to move than items */
+    for (b->n = 0; b->n < n; b->n++) {
+        build_item *it = &b->items[b->n];
+        it->asset_id = inc[b->n]->id;
+        it->address = inc[b->n]->address;
+        it->root = inc[b->n]->root;
+    }
+    pk_free(inc);
     return true;
 }
 
@@ -723,6 +762,38 @@ static void verify(build_ctx *b)
     cache_close(v.cache);
 }
 
+/* The cache's indexes load on a thread of their own while the lane loads
+ * the recipes and collects the items. */
+typedef struct {
+    const char *root;
+    bool fresh, started;
+    pthread_t thread;
+    cache *cache;
+    int rc;
+    char *err; /* packer_last_error is per thread: carried to the lane */
+} cache_loader;
+
+static void *load_cache(void *arg)
+{
+    cache_loader *l = arg;
+    if ((l->rc = cache_open(l->root, l->fresh, &l->cache)) != 0)
+        l->err = pk_strdup(packer_last_error());
+    return NULL;
+}
+
+/* Wait for l; the cache into *out. rc is the lane's own result so far: a
+ * failure there is the one reported, else the loader's. */
+static int cache_loaded(cache_loader *l, cache **out, int rc)
+{
+    if (l->started)
+        pthread_join(l->thread, NULL);
+    *out = l->cache;
+    if (rc == 0 && l->rc)
+        rc = pk_err(l->rc, "%s", l->err ? l->err : "out of memory");
+    pk_free(l->err);
+    return rc;
+}
+
 static bool parse_params(build_ctx *b)
 {
     const cJSON *p = b->o->params;
@@ -772,11 +843,15 @@ static void run_build(build_ctx *b)
     char sum[200], digest[HASH_HEX_LEN + 1];
     snprintf(sum, sizeof sum, "build of %zu included assets", snap_included_count(b->cur));
     op_emit(b->o, PACKER_EV_BUILD_STARTED, sum, NULL, NULL);
+    cache_loader cl = {.root = b->root, .fresh = b->clean};
+    if (!(cl.started = pthread_create(&cl.thread, NULL, load_cache, &cl) == 0))
+        load_cache(&cl);
     b->rootfd = open(b->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (b->rootfd < 0 || recipes_load(b->root, &b->rs) != 0 ||
-        cache_open(b->root, b->clean, &b->cache) != 0 || !collect(b)) {
-        if (b->rootfd < 0)
-            pk_err_errno("cannot open", b->root);
+    int rc = b->rootfd < 0 ? pk_err_errno("cannot open", b->root) : recipes_load(b->root, &b->rs);
+    if (rc == 0 && !collect(b))
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    rc = cache_loaded(&cl, &b->cache, rc);
+    if (rc) {
         resp_status(b->o->r, PACKER_STATUS_FAILED);
         resp_diag(b->o->r, "error", "io_error", NULL, NULL, packer_last_error());
         finish(b, "failed", "build failed: %s", packer_last_error());
@@ -803,7 +878,7 @@ static void run_build(build_ctx *b)
         return;
     }
     remember_assets(b);
-    cache_save(b->cache); /* a cache that cannot be saved only costs work */
+    cache_save(b->cache);
     if (!ok) {
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
         finish(b, "failed", "build failed: %zu asset%s failed; outputs left as they were",
@@ -814,7 +889,7 @@ static void run_build(build_ctx *b)
     /* the cache may have been deleted under outputs that are still right */
     if (!b->up_to_date && !b->clean && out_current(b, digest))
         b->up_to_date = true;
-    int rc = b->up_to_date ? 0 : out_publish(b);
+    rc = b->up_to_date ? 0 : out_publish(b);
     if (rc == 0 && !b->up_to_date)
         rc = out_save_state(b, digest);
     if (rc) {
@@ -827,7 +902,7 @@ static void run_build(build_ctx *b)
         verify(b);
     double ms = now_ms() - t0;
     save_report(b, ms);
-    report_data(b, ms); /* the report is the response's data */
+    report_data(b, ms);
     if (resp_get_status(b->o->r) != PACKER_STATUS_OK) {
         finish(b, "failed", "build --verify found differences");
         return;

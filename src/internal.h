@@ -232,12 +232,21 @@ cJSON *snap_diff_ids(const snap *a, const snap *b);
 const asset_rec *const *snap_all(const snap *s, size_t *n);
 /* Records of id shard i (0..255), sorted by id; borrowed. */
 const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n);
+/* Records of root shard i (0..255), sorted by (root, id): records with one
+ * root are neighbours in one shard. Borrowed. */
+const asset_rec *const *snap_root_shard_items(const snap *s, int i, size_t *n);
 int snap_id_shard(const char *id);
 
 /* Copy-on-write editing: only shards touched by put/del are copied. */
 typedef struct snap_edit snap_edit;
 snap_edit *snap_edit_begin(const snap *base);
 int snap_edit_put(snap_edit *e, asset_rec *r); /* takes a reference */
+/* Put v[0..n-1] at once (for loading: one append and one sort per touched
+ * shard instead of a sorted insert each); takes over every reference,
+ * also on failure. An id met twice (among v or already in e) gives
+ * PACKER_EEXIST with *dup borrowed from the edit; on any failure the edit
+ * must be aborted. */
+int snap_edit_put_all(snap_edit *e, asset_rec **v, size_t n, const char **dup);
 int snap_edit_del(snap_edit *e, const char *id);
 /* Borrowed view of the edit in progress (for lookups during a batch). */
 const snap *snap_edit_view(const snap_edit *e);
@@ -435,6 +444,12 @@ void *arena_alloc(arena *a, size_t n);
 /* A copy of s in the arena; NULL when out of memory. */
 char *arena_strdup(arena *a, const char *s);
 void arena_free(arena *a);
+/* alloc.c: make cJSON allocate from a on this thread (NULL: stop); returns
+ * the previous one. Use json_parse_arena rather than this. */
+arena *pk_cjson_arena(arena *a);
+/* json.c: json_parse_text with every node in a: *out is released with
+ * arena_free(a), never cJSON_Delete. For big, short-lived trees (shards). */
+int json_parse_arena(const char *text, size_t len, const char *display, arena *a, cJSON **out);
 
 /* Entries embed a strmap_node as their first member (key set by the owner). */
 typedef struct strmap_node {

@@ -67,6 +67,14 @@ int json_parse_text(const char *text, size_t len, const char *display, cJSON **o
                   shown < 12 ? shown : 12, end);
 }
 
+int json_parse_arena(const char *text, size_t len, const char *display, arena *a, cJSON **out)
+{
+    arena *old = pk_cjson_arena(a);
+    int rc = json_parse_text(text, len, display, out);
+    pk_cjson_arena(old);
+    return rc;
+}
+
 int json_load_file(const char *path, const char *display, cJSON **out)
 {
     char *text;

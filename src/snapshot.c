@@ -260,11 +260,21 @@ const asset_rec *const *snap_all(const snap *s, size_t *n)
     return v;
 }
 
-const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n)
+static const asset_rec *const *table_shard(const snap *s, int t, int i, size_t *n)
 {
-    const shard *sh = s->t[T_ID][i];
+    const shard *sh = s->t[t][i];
     *n = sh ? sh->n : 0;
     return sh ? (const asset_rec *const *)sh->v : NULL;
+}
+
+const asset_rec *const *snap_shard_items(const snap *s, int i, size_t *n)
+{
+    return table_shard(s, T_ID, i, n);
+}
+
+const asset_rec *const *snap_root_shard_items(const snap *s, int i, size_t *n)
+{
+    return table_shard(s, T_ROOT, i, n);
 }
 
 /* ---- editing ---------------------------------------------------------- */
@@ -376,6 +386,92 @@ int snap_edit_put(snap_edit *e, asset_rec *r)
         e->dirty_id[snap_id_shard(r->id)] = true;
     }
     rec_unref(r);
+    return rc;
+}
+
+static int cmp_by_id(const void *a, const void *b)
+{
+    return strcmp((*(asset_rec *const *)a)->id, (*(asset_rec *const *)b)->id);
+}
+
+static int cmp_by_addr(const void *a, const void *b)
+{
+    const asset_rec *x = *(asset_rec *const *)a, *y = *(asset_rec *const *)b;
+    int c = strcmp(x->address, y->address);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+static int cmp_by_root(const void *a, const void *b)
+{
+    const asset_rec *x = *(asset_rec *const *)a, *y = *(asset_rec *const *)b;
+    int c = strcmp(x->root, y->root);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+/* Make shard (t, i) private to the edit with room for `more` entries. */
+static int own_room(snap_edit *e, int t, int i, size_t more)
+{
+    shard *sh = e->s->t[t][i];
+    if (e->owned[t][i] && sh->cap - sh->n >= more)
+        return 0;
+    if (e->owned[t][i]) { /* private already: grow in place, no reference churn */
+        asset_rec **v = pk_realloc(sh->v, (sh->n + more) * sizeof *v);
+        if (!v)
+            return PACKER_ENOMEM;
+        sh->v = v;
+        sh->cap = sh->n + more;
+        return 0;
+    }
+    shard *copy = shard_clone(sh, more);
+    if (!copy)
+        return PACKER_ENOMEM;
+    shard_unref(sh);
+    e->s->t[t][i] = copy;
+    e->owned[t][i] = true;
+    return 0;
+}
+
+int snap_edit_put_all(snap_edit *e, asset_rec **v, size_t n, const char **dup)
+{
+    static int (*const order[T_COUNT])(const void *, const void *) = {cmp_by_id, cmp_by_addr,
+                                                                      cmp_by_root};
+    *dup = NULL;
+    size_t(*more)[SNAP_SHARDS] = pk_calloc(T_COUNT, sizeof *more);
+    unsigned char(*at)[T_COUNT] = pk_malloc((n + 1) * sizeof *at); /* each record's shards */
+    int rc = more && at ? 0 : pk_err(PACKER_ENOMEM, "out of memory");
+    for (size_t k = 0; rc == 0 && k < n; k++)
+        for (int t = 0; t < T_COUNT; t++)
+            more[t][at[k][t] = (unsigned char)shard_of(t, key_of(t, v[k]))]++;
+    for (int t = 0; t < T_COUNT; t++)
+        for (int i = 0; rc == 0 && i < SNAP_SHARDS; i++)
+            if (more[t][i] && own_room(e, t, i, more[t][i]) != 0)
+                rc = pk_err(PACKER_ENOMEM, "out of memory");
+    for (size_t k = 0; rc == 0 && k < n; k++) {
+        for (int t = 0; t < T_COUNT; t++) {
+            shard *sh = e->s->t[t][at[k][t]];
+            sh->v[sh->n++] = rec_ref(v[k]);
+        }
+        e->s->count++;
+        e->s->included += v[k]->included;
+        e->dirty_id[at[k][T_ID]] = true;
+    }
+    for (int t = 0; t < T_COUNT; t++)
+        for (int i = 0; rc == 0 && i < SNAP_SHARDS; i++) {
+            shard *sh = e->s->t[t][i];
+            if (!more[t][i] || sh->n < 2)
+                continue;
+            qsort(sh->v, sh->n, sizeof *sh->v, order[t]);
+            for (size_t k = 1; t == T_ID && k < sh->n; k++)
+                if (strcmp(sh->v[k - 1]->id, sh->v[k]->id) == 0) {
+                    *dup = sh->v[k]->id;
+                    rc = PACKER_EEXIST;
+                    break;
+                }
+        }
+    for (size_t k = 0; k < n; k++)
+        rec_unref(v[k]);
+    pk_free(more);
+    pk_free(at);
     return rc;
 }
 

@@ -450,7 +450,8 @@ typedef struct {
 static int parse_recs(const char *text, size_t len, const char *display, shard_load *sl)
 {
     cJSON *j = NULL;
-    int rc = json_parse_text(text, len, display, &j);
+    arena nodes = {0}; /* ~6 nodes an asset: freed at once, not one by one */
+    int rc = json_parse_arena(text, len, display, &nodes, &j);
     const cJSON *arr = rc == 0 ? cJSON_GetObjectItemCaseSensitive(j, "assets") : NULL;
     if (rc == 0 && !cJSON_IsArray(arr))
         rc = pk_err(PACKER_EPARSE, "%s: \"assets\" must be an array", display);
@@ -465,30 +466,44 @@ static int parse_recs(const char *text, size_t len, const char *display, shard_l
         rc = load_asset(a, display, (int)sl->n, sl->shard, &sl->recs[sl->n]);
         sl->n += rc == 0;
     }
-    cJSON_Delete(j);
+    arena_free(&nodes);
     return rc;
 }
 
-/* Put sl's records into e (each put consumes one) once rc is 0, drop them
- * otherwise, and free sl's arrays. */
-static int put_recs(shard_load *sl, snap_edit *e, int rc)
+/* Put the records of v[0..n-1] into e at once when rc is 0, else drop
+ * them; free v's arrays. A duplicate id is an error of its shard file. */
+static int put_recs(shard_load *v, size_t n, snap_edit *e, int rc)
 {
-    for (size_t i = 0; i < sl->n; i++) {
-        if (rc == 0)
-            rc = snap_edit_put(e, sl->recs[i]);
-        else
-            rec_unref(sl->recs[i]);
+    size_t total = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        total += v[i].n;
+    asset_rec **all = rc == 0 ? pk_malloc((total + 1) * sizeof *all) : NULL;
+    if (rc == 0 && !all)
+        rc = pk_err(PACKER_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < v[i].n; j++)
+            if (all)
+                all[k++] = v[i].recs[j];
+            else
+                rec_unref(v[i].recs[j]);
+        pk_free(v[i].recs);
+        pk_free(v[i].err);
+        v[i].recs = NULL;
+        v[i].n = 0;
+        v[i].err = NULL;
     }
-    pk_free(sl->recs);
-    pk_free(sl->err);
-    memset(sl, 0, sizeof *sl);
+    const char *dup = NULL;
+    if (rc == 0 && (rc = snap_edit_put_all(e, all, k, &dup)) == PACKER_EEXIST)
+        rc = pk_err(PACKER_EPARSE, ".packer/registry/%02x.json: asset_id %s appears twice",
+                    snap_id_shard(dup), dup);
+    pk_free(all);
     return rc;
 }
 
 int store_parse_shard(const char *text, size_t len, const char *display, int shard_no, snap_edit *e)
 {
     shard_load sl = {.shard = shard_no};
-    return put_recs(&sl, e, parse_recs(text, len, display, &sl));
+    return put_recs(&sl, 1, e, parse_recs(text, len, display, &sl));
 }
 
 /* Read and parse one shard file into sl (remembering its stat first). */
@@ -545,8 +560,8 @@ static int load_shards(store *st, shard_load *v, size_t n, snap_edit *e)
             v[i].rc = 0;
         if (rc == 0 && v[i].rc)
             rc = pk_err(v[i].rc, "%s", v[i].err ? v[i].err : "out of memory");
-        rc = put_recs(&v[i], e, rc);
     }
+    rc = put_recs(v, n, e, rc);
     return rc;
 }
 
