@@ -519,59 +519,66 @@ static void digest_of(build_ctx *b, char out[HASH_HEX_LEN + 1])
  * directly: at 10,000 assets a cJSON tree plus the canonical writer cost
  * a third of a no-op build. spec/build_spec.lua holds it equal to the
  * response's data, which report_data builds from the same fields. */
-static char *report_text(build_ctx *b, double ms)
+typedef struct {
+    const build_ctx *b;
+    size_t from, to; /* the assets of this part */
+    strbuf t;
+} report_part;
+
+static void *report_assets(void *arg)
 {
-    strbuf t = {0};
-    PUT(&t, "{\n  \"assets\": [");
-    for (size_t i = 0; i < b->n; i++) {
-        const result *r = &b->res[i];
+    report_part *p = arg;
+    strbuf *t = &p->t;
+    for (size_t i = p->from; i < p->to; i++) {
+        const result *r = &p->b->res[i];
         if (i)
-            PUT(&t, ",");
-        PUT(&t, "\n    {\n      \"address\": ");
-        json_put_str(&t, b->items[i].address);
-        PUT(&t, ",\n      \"asset_id\": ");
-        json_put_str(&t, b->items[i].asset_id);
-        PUT(&t, ",\n      \"cache\": ");
-        json_put_str(&t, r->failed ? "failed" : r->hit ? "hit" : "miss");
+            PUT(t, ",");
+        PUT(t, "\n    {\n      \"address\": ");
+        json_put_str(t, p->b->items[i].address);
+        PUT(t, ",\n      \"asset_id\": ");
+        json_put_str(t, p->b->items[i].asset_id);
+        PUT(t, ",\n      \"cache\": ");
+        json_put_str(t, r->failed ? "failed" : r->hit ? "hit" : "miss");
         if (!r->failed) {
             char hex[HASH_HEX_LEN + 1];
             hash_to_hex(r->obj.hash, hex);
-            PUT(&t, ",\n      \"hash\": ");
-            json_put_str(&t, hex);
+            PUT(t, ",\n      \"hash\": ");
+            json_put_str(t, hex);
         }
-        PUT(&t, ",\n      \"ms\": ");
-        json_put_num(&t, (double)(long)(r->ms * 1000) / 1000);
+        PUT(t, ",\n      \"ms\": ");
+        json_put_num(t, (double)(long)(r->ms * 1000) / 1000);
         if (!r->failed) {
-            PUT(&t, ",\n      \"size\": ");
-            json_put_num(&t, (double)r->obj.size);
+            PUT(t, ",\n      \"size\": ");
+            json_put_num(t, (double)r->obj.size);
         }
-        PUT(&t, "\n    }");
+        PUT(t, "\n    }");
     }
+    return NULL;
+}
+
+/* What follows the assets. */
+static void report_tail(const build_ctx *b, double ms, strbuf *t)
+{
     if (b->n)
-        PUT(&t, "\n  ");
-    PUT(&t, "],\n  \"out\": ");
-    json_put_str(&t, b->out_dir);
-    PUT(&t, ",\n  \"totals\": {\n    \"assets\": ");
-    json_put_num(&t, (double)b->n);
-    PUT(&t, ",\n    \"bytes\": ");
-    json_put_num(&t, (double)b->bytes);
-    PUT(&t, ",\n    \"failed\": ");
-    json_put_num(&t, (double)b->failures);
-    PUT(&t, ",\n    \"hits\": ");
-    json_put_num(&t, (double)b->hits);
-    PUT(&t, ",\n    \"misses\": ");
-    json_put_num(&t, (double)b->misses);
-    PUT(&t, ",\n    \"ms\": ");
-    json_put_num(&t, (double)(long)(ms * 1000) / 1000);
+        PUT(t, "\n  ");
+    PUT(t, "],\n  \"out\": ");
+    json_put_str(t, b->out_dir);
+    PUT(t, ",\n  \"totals\": {\n    \"assets\": ");
+    json_put_num(t, (double)b->n);
+    PUT(t, ",\n    \"bytes\": ");
+    json_put_num(t, (double)b->bytes);
+    PUT(t, ",\n    \"failed\": ");
+    json_put_num(t, (double)b->failures);
+    PUT(t, ",\n    \"hits\": ");
+    json_put_num(t, (double)b->hits);
+    PUT(t, ",\n    \"misses\": ");
+    json_put_num(t, (double)b->misses);
+    PUT(t, ",\n    \"ms\": ");
+    json_put_num(t, (double)(long)(ms * 1000) / 1000);
     if (b->up_to_date)
-        PUT(&t, "\n  },\n  \"up_to_date\": true\n}\n");
+        PUT(t, "\n  },\n  \"up_to_date\": true\n}\n");
     else
-        PUT(&t, "\n  },\n  \"up_to_date\": false\n}\n");
-    if (t.oom) {
-        pk_free(t.s);
-        return NULL;
-    }
-    return t.s;
+        PUT(t, "\n  },\n  \"up_to_date\": false\n}\n");
 }
 
 /* The report as the response's data; without the per-asset list when the
@@ -819,12 +826,34 @@ static bool parse_params(build_ctx *b)
 /* A report that cannot be written costs nothing but the report. */
 static void save_report(build_ctx *b, double ms)
 {
+    static const char head[] = "{\n  \"assets\": [";
+    /* two halves of the assets on two threads: a big build's report is
+     * megabytes of text */
+    report_part part[3] = {{b, 0, b->n / 2, {0}}, {b, b->n / 2, b->n, {0}}, {b, 0, 0, {0}}};
+    pthread_t helper;
+    bool two = b->n >= 4096 && pthread_create(&helper, NULL, report_assets, &part[1]) == 0;
+    report_assets(&part[0]);
+    if (two)
+        pthread_join(helper, NULL);
+    else
+        report_assets(&part[1]);
+    report_tail(b, ms, &part[2].t);
     char *path = io_join(b->root, ".packer/build-report.json");
-    char *text = report_text(b, ms);
-    if (path && text)
-        io_write_atomic(path, text, strlen(text));
+    io_out *o = NULL;
+    int rc = path && !part[0].t.oom && !part[1].t.oom && !part[2].t.oom ? io_out_begin(path, &o)
+                                                                        : PACKER_ENOMEM;
+    if (rc == 0)
+        rc = io_out_write(o, head, sizeof head - 1);
+    for (int k = 0; k < 3; k++) {
+        if (rc == 0 && part[k].t.len)
+            rc = io_out_write(o, part[k].t.s, part[k].t.len);
+        pk_free(part[k].t.s);
+    }
+    if (rc == 0)
+        io_out_commit(o);
+    else
+        io_out_abort(o);
     pk_free(path);
-    pk_free(text);
 }
 
 /* Stopped by its cancellation token before the outputs were published:
