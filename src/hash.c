@@ -85,18 +85,22 @@ void hash_to_hex(const unsigned char bin[16], char out[HASH_HEX_LEN + 1])
     to_hex(bin, 16, out);
 }
 
+/* Lower-case hex digit values plus one (0: not a digit), by character. */
+static const unsigned char hex_value[256] = {
+    ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+};
+
+/* Every no-op build turns a hash back into bytes per asset: a table, not
+ * a chain of comparisons per digit. */
 bool hash_from_hex(const char *hex, unsigned char bin[16])
 {
     for (int i = 0; i < 16; i++) {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = hex[2 * i + k];
-            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-            if (d < 0)
-                return false;
-            v = v * 16 + (unsigned)d;
-        }
-        bin[i] = (unsigned char)v;
+        unsigned hi = hex_value[(unsigned char)hex[2 * i]];
+        unsigned lo = hi ? hex_value[(unsigned char)hex[2 * i + 1]] : 0;
+        if (!lo)
+            return false;
+        bin[i] = (unsigned char)((hi - 1) << 4 | (lo - 1));
     }
     return hex[32] == '\0';
 }

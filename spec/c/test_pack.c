@@ -449,6 +449,29 @@ static int write_seeds(const char *out)
     return rc;
 }
 
+/* The hex form of a content hash, both ways; the cache and the no-op path
+ * read it back for every asset. */
+static void test_hash_hex(void)
+{
+    unsigned char bin[16], back[16];
+    char hex[HASH_HEX_LEN + 1];
+    for (int i = 0; i < 16; i++)
+        bin[i] = (unsigned char)(i * 17 + 3);
+    hash_to_hex(bin, hex);
+    CHECK(strcmp(hex, "031425364758697a8b9cadbecfe0f102") == 0);
+    CHECK(hash_from_hex(hex, back) && memcmp(bin, back, 16) == 0);
+    CHECK(hash_from_hex("ffffffffffffffffffffffffffffffff", back) && back[0] == 255 &&
+          back[15] == 255);
+    const char *bad[] = {"031425364758697a8b9cadbecfe0f10",   /* short */
+                         "031425364758697a8b9cadbecfe0f1020", /* long */
+                         "031425364758697A8B9CADBECFE0F102",  /* upper case */
+                         "03142536475869 a8b9cadbecfe0f102",  /* space */
+                         "0314253647586g7a8b9cadbecfe0f102",  /* not hex */
+                         ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(!hash_from_hex(bad[i], back));
+}
+
 int main(int argc, char **argv)
 {
     dir = t_tmpdir("pack");
@@ -467,6 +490,7 @@ int main(int argc, char **argv)
     test_truncations();
     test_flips();
     test_structure();
+    test_hash_hex();
     t_rmrf(dir);
     free(dir);
     CHECK_DONE();
