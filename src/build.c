@@ -907,7 +907,7 @@ static void run_build(build_ctx *b)
         return;
     }
     remember_assets(b);
-    cache_save(b->cache);
+    cache_save(b->cache); /* a cache that cannot be saved only costs work */
     if (!ok) {
         resp_status(b->o->r, PACKER_STATUS_BLOCKED);
         finish(b, "failed", "build failed: %zu asset%s failed; outputs left as they were",
@@ -931,7 +931,7 @@ static void run_build(build_ctx *b)
         verify(b);
     double ms = now_ms() - t0;
     save_report(b, ms);
-    report_data(b, ms);
+    report_data(b, ms); /* the report is the response's data */
     if (resp_get_status(b->o->r) != PACKER_STATUS_OK) {
         finish(b, "failed", "build --verify found differences");
         return;
