@@ -11,6 +11,7 @@
  * Threads: snapshots may be read and ref'd/unref'd from any thread. A
  * snap_edit belongs to the one thread (the lane) that began it.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include <stdlib.h>
 #include <string.h>
 
@@ -299,19 +300,35 @@ snap_edit *snap_edit_begin(const snap *base)
     return e;
 }
 
-/* Make shard (t, i) private to the edit, with room for one more entry. */
-static shard *own(snap_edit *e, int t, int i)
+/* Make shard (t, i) private to the edit with room for `more` entries,
+ * growing it geometrically; its entries stay as they were. */
+static int own_room(snap_edit *e, int t, int i, size_t more)
 {
     shard *sh = e->s->t[t][i];
-    if (e->owned[t][i] && sh->n < sh->cap)
-        return sh;
-    shard *copy = shard_clone(sh, sh ? sh->n + 4 : 4);
+    size_t n = sh ? sh->n : 0, cap = n + more > 2 * n + 4 ? n + more : 2 * n + 4;
+    if (e->owned[t][i] && sh->cap - sh->n >= more)
+        return 0;
+    if (e->owned[t][i]) { /* private already: grow in place, no reference churn */
+        asset_rec **v = pk_realloc(sh->v, cap * sizeof *v);
+        if (!v)
+            return PACKER_ENOMEM;
+        sh->v = v;
+        sh->cap = cap;
+        return 0;
+    }
+    shard *copy = shard_clone(sh, cap - n);
     if (!copy)
-        return NULL;
+        return PACKER_ENOMEM;
     shard_unref(sh);
     e->s->t[t][i] = copy;
     e->owned[t][i] = true;
-    return copy;
+    return 0;
+}
+
+/* Shard (t, i) made private to the edit, with room for one more entry. */
+static shard *own(snap_edit *e, int t, int i)
+{
+    return own_room(e, t, i, 1) == 0 ? e->s->t[t][i] : NULL;
 }
 
 static int index_del(snap_edit *e, int t, const asset_rec *r)
@@ -389,52 +406,16 @@ int snap_edit_put(snap_edit *e, asset_rec *r)
     return rc;
 }
 
-static int cmp_by_id(const void *a, const void *b)
+/* qsort_r order of table *t: the order lower_bound searches (rec_cmp). */
+static int cmp_in_table(const void *a, const void *b, void *t)
 {
-    return strcmp((*(asset_rec *const *)a)->id, (*(asset_rec *const *)b)->id);
-}
-
-static int cmp_by_addr(const void *a, const void *b)
-{
-    const asset_rec *x = *(asset_rec *const *)a, *y = *(asset_rec *const *)b;
-    int c = strcmp(x->address, y->address);
-    return c ? c : strcmp(x->id, y->id);
-}
-
-static int cmp_by_root(const void *a, const void *b)
-{
-    const asset_rec *x = *(asset_rec *const *)a, *y = *(asset_rec *const *)b;
-    int c = strcmp(x->root, y->root);
-    return c ? c : strcmp(x->id, y->id);
-}
-
-/* Make shard (t, i) private to the edit with room for `more` entries. */
-static int own_room(snap_edit *e, int t, int i, size_t more)
-{
-    shard *sh = e->s->t[t][i];
-    if (e->owned[t][i] && sh->cap - sh->n >= more)
-        return 0;
-    if (e->owned[t][i]) { /* private already: grow in place, no reference churn */
-        asset_rec **v = pk_realloc(sh->v, (sh->n + more) * sizeof *v);
-        if (!v)
-            return PACKER_ENOMEM;
-        sh->v = v;
-        sh->cap = sh->n + more;
-        return 0;
-    }
-    shard *copy = shard_clone(sh, more);
-    if (!copy)
-        return PACKER_ENOMEM;
-    shard_unref(sh);
-    e->s->t[t][i] = copy;
-    e->owned[t][i] = true;
-    return 0;
+    const asset_rec *y = *(asset_rec *const *)b;
+    int table = *(const int *)t;
+    return rec_cmp(table, *(asset_rec *const *)a, key_of(table, y), y->id);
 }
 
 int snap_edit_put_all(snap_edit *e, asset_rec **v, size_t n, const char **dup)
 {
-    static int (*const order[T_COUNT])(const void *, const void *) = {cmp_by_id, cmp_by_addr,
-                                                                      cmp_by_root};
     *dup = NULL;
     size_t(*more)[SNAP_SHARDS] = pk_calloc(T_COUNT, sizeof *more);
     unsigned char(*at)[T_COUNT] = pk_malloc((n + 1) * sizeof *at); /* each record's shards */
@@ -460,7 +441,7 @@ int snap_edit_put_all(snap_edit *e, asset_rec **v, size_t n, const char **dup)
             shard *sh = e->s->t[t][i];
             if (!more[t][i] || sh->n < 2)
                 continue;
-            qsort(sh->v, sh->n, sizeof *sh->v, order[t]);
+            qsort_r(sh->v, sh->n, sizeof *sh->v, cmp_in_table, &t);
             for (size_t k = 1; t == T_ID && k < sh->n; k++)
                 if (strcmp(sh->v[k - 1]->id, sh->v[k]->id) == 0) {
                     *dup = sh->v[k]->id;
