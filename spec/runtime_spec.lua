@@ -98,12 +98,15 @@ describe("the runtime", function()
 
   it("rolls a committed journal forward when it finds one", function()
     local p = assert(packer.open(dir))
-    p:register_asset("assets/a1")
+    local a1 = p:register_asset("assets/a1").affected_assets[1]
     p:close()
-    -- a commit that died after its commit point: journal present, files not yet applied
+    -- a commit that died after its commit point: journal present, files not yet applied.
+    -- Its shard must not be a1's (ids are random), or it would replace a1's shard.
+    local shard = a1:sub(1, 2) == "ff" and "fe" or "ff"
     support.write(dir .. "/.packer/journal",
-      '{"format":1,"ops":[{"path":".packer/registry/ff.json","content":' ..
-      '"{\\"assets\\":[{\\"address\\":\\"j\\",\\"asset_id\\":\\"ff00\\",\\"included\\":true,' ..
+      '{"format":1,"ops":[{"path":".packer/registry/' .. shard .. '.json","content":' ..
+      '"{\\"assets\\":[{\\"address\\":\\"j\\",\\"asset_id\\":\\"' .. shard ..
+      '00\\",\\"included\\":true,' ..
       '\\"kind\\":\\"raw\\",\\"root\\":\\"assets/a2\\"}],\\"format\\":1}"},' ..
       '{"path":".packer/generation","content":"9\\n"}]}')
     p = assert(packer.open(dir))
